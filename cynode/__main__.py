@@ -1,0 +1,3 @@
+from cynode.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `cynode` command line: server commands (serve, db) and the gateway client commands."""

@@ -1,0 +1,32 @@
+"""Rendering for reads: one pretty JSON value on stdout with -o json, rich tables otherwise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+
+def console(obj: Any) -> Console:
+    return Console(no_color=bool(getattr(obj, "no_color", False)), soft_wrap=True)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def emit_table(obj: Any, title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]],
+               raw: Any = None) -> None:
+    if getattr(obj, "json", False):
+        emit_json(raw if raw is not None else list(rows))
+        return
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    console(obj).print(table)

@@ -1,0 +1,1 @@
+"""Database access: the psycopg pool, embedded PostgreSQL, migrations."""

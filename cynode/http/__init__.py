@@ -1,0 +1,1 @@
+"""HTTP conventions shared by every listener: problem+json, request ids, body limits, health, the server runner."""

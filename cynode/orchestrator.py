@@ -1,0 +1,120 @@
+"""The orchestrator role: the User API Gateway (:12080) and the control plane (:12082) over one database.
+
+Startup follows orchestrator.md §13: secrets, database (embedded when no URL), migrations, seeds, then the
+listeners accept API calls. The listeners open first, so /healthz answers at once and /readyz explains what is
+still missing while the rest comes up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from cynode.config import Settings
+from cynode.db import migrate as migrations
+from cynode.db.embedded import start_embedded
+from cynode.db.pool import Database
+from cynode.errors import ConfigError
+from cynode.http.app import build_app
+from cynode.http.health import PASS, GateResult, Readiness
+from cynode.keys import load_or_create
+from cynode.serve import Role
+
+log = logging.getLogger("cynode.orchestrator")
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, *, migrate: bool = True, pma: Any = None) -> None:
+        self.settings = settings
+        self.migrate = migrate
+        self.pma = pma
+        self.db: Database | None = None
+        self.jwt_secret = b""
+        self.secret_key = b""
+        self.accepting = False
+        self.local_workers: dict[str, Any] = {}
+        self.readiness = Readiness()
+        self.readiness.add("database", self._database_gate)
+        self.readiness.add("inference_path", self._inference_path_gate)
+        self.gateway_app = build_app(
+            "gateway", self._gateway_routes(), readiness=self.readiness,
+            max_body_bytes=settings.gateway.max_body_bytes, accepting=lambda: self.accepting,
+        )
+        self.controlplane_app = build_app(
+            "controlplane", self._controlplane_routes(), readiness=self.readiness,
+            max_body_bytes=settings.controlplane.max_body_bytes, accepting=lambda: self.accepting,
+        )
+
+    # -- composition -----------------------------------------------------------------------------------------------
+
+    def role(self) -> Role:
+        s = self.settings
+        return Role(
+            name="orchestrator",
+            listeners=[("gateway", self.gateway_app, s.gateway.listen_addr),
+                       ("controlplane", self.controlplane_app, s.controlplane.listen_addr)],
+            start=self.start,
+            stop=self.stop,
+        )
+
+    def attach_local_worker(self, worker: Any) -> None:
+        """A worker in this process is dispatched to in-process (serve.py decides; see WorkerClient)."""
+        self.local_workers[worker.node_slug] = worker
+
+    def _gateway_routes(self) -> list[Any]:
+        return []
+
+    def _controlplane_routes(self) -> list[Any]:
+        return []
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        data = s.data_path
+        self.jwt_secret = load_or_create(data, "jwt_secret", s.auth.jwt_secret)
+        self.secret_key = load_or_create(data, "secret_key", s.orchestrator.secret_key)
+        if self.secret_key == self.jwt_secret:
+            raise ConfigError("orchestrator.secret_key must differ from auth.jwt_secret")
+        if s.db.url:
+            url = str(s.db.url)
+        else:
+            try:
+                url = await asyncio.to_thread(start_embedded, data)
+            except Exception as e:
+                raise RuntimeError(f"embedded PostgreSQL failed to start in {data / 'postgres'}: {e}") from e
+        self.db = Database(url, s.db)
+        await self._connect(self.db)
+        if self.migrate:
+            await asyncio.to_thread(migrations.migrate, url)
+        self.accepting = True
+
+    async def _connect(self, db: Database) -> None:
+        """Retry until the database answers; meanwhile /readyz reports database_unavailable."""
+        await db.pool.open(wait=False)  # the pool keeps reconnecting in the background
+        while True:
+            try:
+                await db.pool.wait(timeout=self.settings.db.connect_timeout_s)
+                return
+            except Exception as e:
+                log.warning("database not reachable yet (%s); still trying", type(e).__name__)
+
+    async def stop(self) -> None:
+        self.accepting = False
+        if self.db is not None:
+            await self.db.close()
+
+    # -- readiness gates (orchestrator.md §8.1, in order) ----------------------------------------------------------
+
+    async def _database_gate(self) -> GateResult:
+        if self.db is not None and await self.db.ping(timeout=2.0):
+            return PASS
+        return GateResult(False, "database_unavailable",
+                          "the database does not answer; check CYNODE_DATABASE_URL (or the embedded PostgreSQL log "
+                          "under <data_dir>/postgres/log)")
+
+    async def _inference_path_gate(self) -> GateResult:
+        return GateResult(False, "no_inference_path",
+                          "no inference path: register an inference-capable worker (`cynode serve --role worker`) "
+                          "or add an external provider credential")

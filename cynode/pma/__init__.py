@@ -1,0 +1,1 @@
+"""The Project Manager agent (the `pma` role)."""

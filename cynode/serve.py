@@ -1,0 +1,166 @@
+"""Role composition: the one place that decides what runs in this process and how the parts reach each other.
+
+`cynode serve --role orchestrator,worker,pma` (or `all`) builds only those roles. A part that another part needs is
+passed in-process when both are here, or as its HTTP client when it lives elsewhere; no module asks where its peers
+are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cynode import __version__
+from cynode.config import Settings
+from cynode.errors import ConfigError
+from cynode.http.server import Listener, bind
+
+log = logging.getLogger("cynode.serve")
+
+ALL_ROLES = ("orchestrator", "worker", "pma")
+
+
+def parse_roles(value: str) -> frozenset[str]:
+    parts = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if not parts:
+        raise ConfigError("--role: give at least one of orchestrator, worker, pma, all")
+    if "all" in parts:
+        parts = (parts - {"all"}) | set(ALL_ROLES)
+    unknown = sorted(parts - set(ALL_ROLES))
+    if unknown:
+        raise ConfigError(f"--role: unknown role {', '.join(unknown)} (use orchestrator, worker, pma or all)")
+    return frozenset(parts)
+
+
+@dataclass
+class Role:
+    """What a role contributes: listeners to open, then start/stop hooks (stop runs in reverse order)."""
+
+    name: str
+    listeners: list[tuple[str, Any, str]] = field(default_factory=list)  # (name, asgi app, listen addr)
+    start: Callable[[], Awaitable[None]] | None = None
+    stop: Callable[[], Awaitable[None]] | None = None
+    # Called once listeners are bound, with {listener name: "host:port"} (port 0 resolves here).
+    bound: Callable[[dict[str, str]], None] | None = None
+
+
+class Composition:
+    """Builds the roles in dependency order and keeps the in-process handles the others need."""
+
+    def __init__(self, settings: Settings, roles: frozenset[str], *, migrate: bool = True) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.migrate = migrate
+        self.parts: list[Role] = []
+        self.orchestrator: Any = None
+        self.worker: Any = None
+        self.pma: Any = None
+
+    def build(self) -> list[Role]:
+        s = self.settings
+        if "pma" in self.roles:
+            from cynode.pma.role import build_pma
+
+            self.pma = build_pma(s, colocated_orchestrator="orchestrator" in self.roles)
+            self.parts.append(self.pma.role())
+        if "orchestrator" in self.roles:
+            from cynode.orchestrator import Orchestrator
+
+            self.orchestrator = Orchestrator(s, migrate=self.migrate, pma=self.pma)
+            self.parts.append(self.orchestrator.role())
+        if "worker" in self.roles:
+            from cynode.worker.role import build_worker
+
+            self.worker = build_worker(s, orchestrator=self.orchestrator)
+            self.parts.append(self.worker.role())
+            if self.orchestrator is not None:
+                self.orchestrator.attach_local_worker(self.worker)
+        return self.parts
+
+
+async def run(settings: Settings, roles: frozenset[str], *, migrate: bool = True,
+              ready_file: str | None = None) -> int:
+    t0 = time.perf_counter()
+    comp = Composition(settings, roles, migrate=migrate)
+    parts = comp.build()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    listeners: list[Listener] = []
+    try:
+        for part in parts:
+            addrs: dict[str, str] = {}
+            for name, app, addr in part.listeners:
+                lst = Listener(name, app, bind(addr))
+                listeners.append(lst)
+                addrs[name] = f"{lst.host}:{lst.port}"
+            if part.bound:
+                part.bound(addrs)
+    except OSError as e:
+        for lst in listeners:
+            lst.sock.close()
+        raise ConfigError(str(e)) from None
+
+    for lst in listeners:
+        lst.start()
+    await asyncio.gather(*(lst.started() for lst in listeners))
+    log.info("listening", extra={"version": __version__, "roles": sorted(roles),
+                                 "listeners": {lst.name: f"{lst.host}:{lst.port}" for lst in listeners},
+                                 "startup_ms": round((time.perf_counter() - t0) * 1000)})
+    if ready_file:
+        _write_ready_file(ready_file, listeners)
+
+    exit_code = 0
+    started: list[Role] = []
+    start_task = asyncio.create_task(_start_parts(parts, started))
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if start_task in done and start_task.exception() is not None:
+        exc = start_task.exception()
+        log.error("startup failed: %s", exc, exc_info=not isinstance(exc, ConfigError | RuntimeError))
+        exit_code = 2 if isinstance(exc, ConfigError) else 1
+    elif start_task in done:
+        log.info("started", extra={"startup_ms": round((time.perf_counter() - t0) * 1000)})
+        await stop.wait()
+    else:
+        start_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await start_task
+
+    log.info("shutting down")
+    for part in reversed(started):
+        if part.stop:
+            try:
+                await asyncio.wait_for(part.stop(), 30)
+            except Exception:
+                log.exception("error while stopping %s", part.name)
+                exit_code = exit_code or 1
+    await asyncio.gather(*(lst.stop() for lst in listeners), return_exceptions=True)
+    log.info("stopped")
+    return exit_code
+
+
+async def _start_parts(parts: list[Role], started: list[Role]) -> None:
+    for part in parts:
+        started.append(part)  # stop() must also run for a part whose start() failed half-way
+        if part.start:
+            await part.start()
+
+
+def _write_ready_file(path: str, listeners: list[Listener]) -> None:
+    """Tests and tools start `serve` on port 0 and read the real ports from here."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({lst.name: f"http://{lst.host}:{lst.port}" for lst in listeners}, f)
+    os.replace(tmp, path)

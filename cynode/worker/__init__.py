@@ -1,0 +1,1 @@
+"""The worker role: node manager, Worker API, sandbox runtime, inference proxy."""

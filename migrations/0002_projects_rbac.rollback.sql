@@ -1,0 +1,10 @@
+DROP TABLE access_control_audit_log;
+DROP TABLE access_control_rules;
+DROP TABLE role_bindings;
+DROP TABLE roles;
+DROP TABLE group_memberships;
+DROP TABLE groups;
+DROP TABLE project_git_repos;
+DROP TABLE project_plan_revisions;
+DROP TABLE project_plans;
+DROP TABLE projects;

@@ -1,0 +1,10 @@
+DROP TABLE task_workflow_leases;
+DROP TABLE workflow_checkpoints;
+DROP TABLE idempotency_keys;
+DROP TABLE task_artifacts;
+DROP TABLE jobs;
+DROP TABLE task_dependencies;
+DROP TABLE tasks;
+DROP TABLE node_capabilities;
+DROP TABLE nodes;
+DROP TABLE personas;

@@ -1,0 +1,10 @@
+DROP TABLE model_routing_decisions;
+DROP TABLE model_management_audit_log;
+DROP TABLE node_model_availability;
+DROP TABLE model_artifacts;
+DROP TABLE model_versions;
+DROP TABLE models;
+DROP TABLE web_fetch_audit_log;
+DROP TABLE api_egress_call_log;
+DROP TABLE api_credential_audit_log;
+DROP TABLE api_credentials;
