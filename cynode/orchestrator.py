@@ -34,6 +34,9 @@ class Orchestrator:
         self.secret_key = b""
         self.accepting = False
         self.local_workers: dict[str, Any] = {}
+        self.gateway: Any = None  # cynode.gateway.wiring.GatewayServices once started
+        self.controlplane: Any = None  # cynode.controlplane.wiring.ControlPlaneServices once started
+        self.scheduler: Any = None
         self.readiness = Readiness()
         self.readiness.add("database", self._database_gate)
         self.readiness.add("inference_path", self._inference_path_gate)
@@ -63,10 +66,19 @@ class Orchestrator:
         self.local_workers[worker.node_slug] = worker
 
     def _gateway_routes(self) -> list[Any]:
-        return []
+        from cynode.gateway.wiring import gateway_routes
+
+        return gateway_routes(self)
 
     def _controlplane_routes(self) -> list[Any]:
-        return []
+        from cynode.controlplane.wiring import controlplane_routes
+
+        return controlplane_routes(self)
+
+    def wake_scheduler(self) -> None:
+        """Called after a task is committed, a config is acked or a node registers (orchestrator.md §7.1)."""
+        if self.scheduler is not None:
+            self.scheduler.wake()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -88,6 +100,11 @@ class Orchestrator:
         await self._connect(self.db)
         if self.migrate:
             await asyncio.to_thread(migrations.migrate, url)
+        from cynode.controlplane.wiring import start_controlplane
+        from cynode.gateway.wiring import start_gateway
+
+        self.gateway = await start_gateway(self)
+        self.controlplane = await start_controlplane(self)
         self.accepting = True
 
     async def _connect(self, db: Database) -> None:
@@ -102,6 +119,10 @@ class Orchestrator:
 
     async def stop(self) -> None:
         self.accepting = False
+        if self.controlplane is not None:
+            await self.controlplane.stop()
+        if self.gateway is not None:
+            await self.gateway.stop()
         if self.db is not None:
             await self.db.close()
 

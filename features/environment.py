@@ -14,7 +14,13 @@ from tests.support.system import ServeProcess  # noqa: E402
 
 
 def before_all(context):
-    context.system = ServeProcess("all", name="system").start()
+    context.admin_password = "admin-password-for-features"
+    context.psk = "feature-psk-0123456789abcdef0123456789abcdef"
+    context.system = ServeProcess("all", name="system", env={
+        "CYNODE_ADMIN_PASSWORD": context.admin_password,
+        "CYNODE_NODE_REGISTRATION_PSK": context.psk,
+        "NODE_SLUG": "local",
+    }).start()
     context.system.wait_accepting(timeout=120)
     context.gateway = context.system.url("gateway")
 

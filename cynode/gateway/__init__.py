@@ -1,0 +1,1 @@
+"""User API Gateway (:12080): auth, users, tasks, chat, settings."""

@@ -1,0 +1,1 @@
+"""Inference: the Ollama client, the built-in Ollama-compatible model server, model routing."""
