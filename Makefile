@@ -9,7 +9,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 SYSTEM_PACKAGES := podman runc uidmap slirp4netns fuse-overlayfs catatonit debootstrap
 SANDBOX_IMAGE ?= localhost/cynode-sandbox:0.1
 # Podman needs runc here (crun fails on hybrid cgroups) and explicit ulimits: use our own containers.conf.
-export CONTAINERS_CONF ?= $(CURDIR)/containers/containers.conf
+export CONTAINERS_CONF ?= $(CURDIR)/cynode/worker/containers.conf
 
 .PHONY: install sysdeps run test test-unit test-features coverage-report lint bench sandbox-image clean
 
@@ -38,10 +38,10 @@ sysdeps:
 sandbox-image: install
 	@$(BIN)/python -m cynode.worker.image ensure --image $(SANDBOX_IMAGE)
 
-run: install
+run: install sandbox-image
 	$(BIN)/cynode serve --role all
 
-test: install
+test: install sandbox-image
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage run -m behave --format progress --no-capture-stderr features
@@ -51,14 +51,14 @@ test: install
 test-unit: install
 	$(BIN)/python -m pytest -q
 
-test-features: install
+test-features: install sandbox-image
 	$(BIN)/python -m behave --format progress features
 
 lint: install
 	$(BIN)/ruff check cynode tests features bench
 	$(BIN)/mypy
 
-bench: install
+bench: install sandbox-image
 	$(BIN)/python -m bench
 
 clean:

@@ -4,7 +4,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["startup"]
+SUITES = ["startup", "sandbox"]
 
 
 def main(argv: list[str]) -> int:

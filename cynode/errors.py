@@ -69,5 +69,11 @@ class LocalConstraint(DomainError):
     status, code, title = 400, "local_constraint", "Local Constraint"
 
 
+class LocalPolicyForbids(LocalConstraint):
+    """The node's own policy forbids the whole operation (e.g. sandbox.mode = disabled)."""
+
+    status = 403
+
+
 class ConfigError(Exception):
     """Startup configuration is invalid; the CLI prints it on one line and exits 2."""

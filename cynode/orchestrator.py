@@ -11,7 +11,9 @@ import asyncio
 import logging
 from typing import Any
 
-from cynode.config import Settings
+import msgspec
+
+from cynode.config import ControlPlaneSettings, Settings, parse_listen_addr
 from cynode.db import migrate as migrations
 from cynode.db.embedded import start_embedded
 from cynode.db.pool import Database
@@ -37,6 +39,7 @@ class Orchestrator:
         self.gateway: Any = None  # cynode.gateway.wiring.GatewayServices once started
         self.controlplane: Any = None  # cynode.controlplane.wiring.ControlPlaneServices once started
         self.scheduler: Any = None
+        self.controlplane_started = asyncio.Event()  # the colocated worker waits on it (InProcessNodeControl)
         self.readiness = Readiness()
         self.readiness.add("database", self._database_gate)
         self.readiness.add("inference_path", self._inference_path_gate)
@@ -59,11 +62,21 @@ class Orchestrator:
                        ("controlplane", self.controlplane_app, s.controlplane.listen_addr)],
             start=self.start,
             stop=self.stop,
+            bound=self._bound,
         )
 
-    def attach_local_worker(self, worker: Any) -> None:
-        """A worker in this process is dispatched to in-process (serve.py decides; see WorkerClient)."""
-        self.local_workers[worker.node_slug] = worker
+    def _bound(self, addrs: dict[str, str]) -> None:
+        """Unless a public URL is configured, advertise the control plane where it really listens (port 0 etc.)."""
+        cp = self.settings.controlplane
+        if cp.public_url == ControlPlaneSettings().public_url:
+            host, port = parse_listen_addr(addrs["controlplane"])
+            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+            self.settings = msgspec.structs.replace(self.settings, controlplane=msgspec.structs.replace(
+                cp, public_url=f"http://{host}:{port}"))
+
+    def attach_local_worker(self, node_slug: str, client: Any) -> None:
+        """serve.py hands over the in-process WorkerClient of a worker that runs in this process."""
+        self.local_workers[node_slug] = client
 
     def _gateway_routes(self) -> list[Any]:
         from cynode.gateway.wiring import gateway_routes
@@ -105,6 +118,7 @@ class Orchestrator:
 
         self.gateway = await start_gateway(self)
         self.controlplane = await start_controlplane(self)
+        self.controlplane_started.set()
         self.accepting = True
 
     async def _connect(self, db: Database) -> None:
@@ -136,6 +150,8 @@ class Orchestrator:
                           "under <data_dir>/postgres/log)")
 
     async def _inference_path_gate(self) -> GateResult:
-        return GateResult(False, "no_inference_path",
-                          "no inference path: register an inference-capable worker (`cynode serve --role worker`) "
-                          "or add an external provider credential")
+        from cynode.controlplane.wiring import inference_path
+
+        if self.db is None:
+            return GateResult(False, "no_inference_path", "the control plane is starting")
+        return await inference_path(self)

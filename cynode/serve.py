@@ -63,6 +63,13 @@ class Composition:
         self.orchestrator: Any = None
         self.worker: Any = None
         self.pma: Any = None
+        self.stop_event = asyncio.Event()
+        self.fatal_error: str | None = None
+
+    def fatal(self, message: str) -> None:
+        """A part hit an unrecoverable configuration error after start: stop the process with exit code 2."""
+        self.fatal_error = message
+        self.stop_event.set()
 
     def build(self) -> list[Role]:
         s = self.settings
@@ -77,12 +84,21 @@ class Composition:
             self.orchestrator = Orchestrator(s, migrate=self.migrate, pma=self.pma)
             self.parts.append(self.orchestrator.role())
         if "worker" in self.roles:
-            from cynode.worker.role import build_worker
+            from cynode.worker.role import WorkerNode
 
-            self.worker = build_worker(s, orchestrator=self.orchestrator)
+            control: Any
+            if self.orchestrator is not None:  # colocated: no PSK, no JWT, no HTTP
+                from cynode.controlplane.inprocess import InProcessNodeControl
+
+                control = InProcessNodeControl(self.orchestrator)
+            else:
+                from cynode.worker.orchestrator_client import HttpNodeControl
+
+                control = HttpNodeControl(s)
+            self.worker = WorkerNode(s, control, on_fatal=self.fatal)
             self.parts.append(self.worker.role())
-            if self.orchestrator is not None:
-                self.orchestrator.attach_local_worker(self.worker)
+            if self.orchestrator is not None:  # and the orchestrator dispatches to it in-process
+                self.orchestrator.attach_local_worker(self.worker.node_slug, self.worker.client)
         return self.parts
 
 
@@ -92,7 +108,7 @@ async def run(settings: Settings, roles: frozenset[str], *, migrate: bool = True
     comp = Composition(settings, roles, migrate=migrate)
     parts = comp.build()
 
-    stop = asyncio.Event()
+    stop = comp.stop_event
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -138,6 +154,8 @@ async def run(settings: Settings, roles: frozenset[str], *, migrate: bool = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await start_task
 
+    if comp.fatal_error:
+        exit_code = 2
     log.info("shutting down")
     for part in reversed(started):
         if part.stop:

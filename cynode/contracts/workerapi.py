@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -61,3 +61,33 @@ class RunJobResponse(msgspec.Struct, frozen=True, omit_defaults=True):
     ended_at: str
     truncated: Truncated = msgspec.field(default_factory=Truncated)
     error: JobError | None = None
+
+
+class DispatchError(Exception):
+    pass
+
+
+class DispatchRefused(DispatchError):
+    """The node answered 429/503/409: the job goes back to the queue without costing an attempt."""
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DispatchLost(DispatchError):
+    """No answer: the connection failed or dropped mid-call (the node died); retried on the next attempt."""
+
+
+class DispatchFailed(DispatchError):
+    """The node rejected the job or answered something unusable; the job fails."""
+
+
+class WorkerClient(Protocol):
+    """How the orchestrator runs a job on a node: in-process when colocated, HTTP with the node's bearer otherwise.
+
+    Raises: DispatchRefused (429/503/409: try later), DispatchLost (no answer:
+    the node died or was unreachable), DispatchFailed (anything else).
+    """
+
+    async def run_job(self, request: RunJobRequest, timeout_s: float) -> RunJobResponse: ...

@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from cynode.controlplane import queries as q
+from cynode.controlplane.dispatch import WorkerDirectory
+from cynode.controlplane.nodes import NodeRegistry
+from cynode.controlplane.routes import controlplane_route_handlers
+from cynode.controlplane.scheduler import Scheduler, node_slots
+from cynode.http.health import PASS, GateResult
+
+log = logging.getLogger("cynode.controlplane")
 
 
 class ControlPlaneServices:
+    def __init__(self, registry: NodeRegistry, workers: WorkerDirectory, scheduler: Scheduler | None) -> None:
+        self.registry = registry
+        self.workers = workers
+        self.scheduler = scheduler
+
     async def stop(self) -> None:
-        return None
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        await self.workers.close()
 
 
 def controlplane_routes(orch: Any) -> list[Any]:
-    return []
+    return controlplane_route_handlers(lambda: orch.controlplane)
+
+
+async def inference_path(orch: Any) -> GateResult:
+    """orchestrator.md §8.2: a dispatchable inference-capable node, or an active external credential."""
+    stale_s = 3 * orch.settings.worker.capability_report_interval_s
+    async with orch.db.connection() as conn:
+        rows = await (await conn.execute(q.DISPATCHABLE_NODES, {"stale_s": stale_s})).fetchall()
+        if any(s.inference_ok for s in node_slots(rows)):
+            return PASS
+        cred = await (await conn.execute(q.ACTIVE_CREDENTIAL_EXISTS)).fetchone()
+    if cred and cred["ok"]:
+        return PASS
+    return GateResult(False, "no_inference_path",
+                      "no inference path: register an inference-capable worker (`cynode serve --role worker`) "
+                      "or add an external provider credential")
 
 
 async def start_controlplane(orch: Any) -> ControlPlaneServices:
-    return ControlPlaneServices()
+    s = orch.settings
+    registry = NodeRegistry(s, orch.db, orch.secret_key, orch.jwt_secret, on_change=orch.wake_scheduler)
+    workers = WorkerDirectory(bearer_for=registry.expected_bearer)
+    workers.local.update(orch.local_workers)
+    scheduler = None
+    if s.scheduler.enabled:
+        read_artifact = getattr(orch.gateway, "read_artifact", None)
+        scheduler = Scheduler(s, orch.db, workers, read_artifact=read_artifact)
+        orch.scheduler = scheduler
+        await scheduler.start()
+    return ControlPlaneServices(registry, workers, scheduler)

@@ -1,0 +1,205 @@
+"""The scheduler against a real database: claims, node selection, results under leases, requeues, reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from cynode.config import Settings, load_settings
+from cynode.contracts.workerapi import (
+    DispatchFailed,
+    DispatchLost,
+    DispatchRefused,
+    RunJobRequest,
+    RunJobResponse,
+    Truncated,
+)
+from cynode.controlplane.dispatch import WorkerDirectory
+from cynode.controlplane.nodes import NodeRegistry
+from cynode.controlplane.scheduler import Scheduler
+from cynode.db.pool import Database
+from tests.support.nodes import capability, job_row, make_task, task_row
+
+
+class ScriptedWorker:
+    """A WorkerClient whose answers the test scripts, one per call (then it succeeds)."""
+
+    def __init__(self, *answers: Any, delay_s: float = 0.0) -> None:
+        self.answers = list(answers)
+        self.calls: list[RunJobRequest] = []
+        self.delay_s = delay_s
+
+    async def run_job(self, request: RunJobRequest, timeout_s: float) -> RunJobResponse:
+        self.calls.append(request)
+        await asyncio.sleep(self.delay_s)
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+        return RunJobResponse(version=1, task_id=request.task_id, job_id=request.job_id, status="completed",
+                              exit_code=0, stdout="hello\n", stderr="", started_at="s", ended_at="e",
+                              truncated=Truncated())
+
+
+@pytest.fixture
+def sched_settings(tmp_path, db_url: str) -> Settings:
+    return load_settings(None, {"CYNODE_DATA_DIR": str(tmp_path), "CYNODE_DATABASE_URL": db_url})
+
+
+async def add_node(s: Settings, db: Database, slug: str, **kw: Any) -> str:
+    reg = NodeRegistry(s, db, b"k" * 40, b"j" * 40)
+    node, _ = await reg.register(capability(slug, **kw))
+    cfg = await reg.get_config(node.node_id)
+    from cynode.contracts.node import ConfigAck
+
+    await reg.ack(node.node_id, slug, ConfigAck(version=1, node_slug=slug, config_version=cfg.config_version,
+                                                ack_at="2026-11-25T00:00:00Z", status="applied"))
+    return node.node_id
+
+
+def scheduler(s: Settings, db: Database, workers: dict[str, Any]) -> Scheduler:
+    directory = WorkerDirectory(bearer_for=lambda node_id, version: "t")
+    directory.local.update(workers)
+    return Scheduler(s, db, directory)
+
+
+async def test_claim_dispatch_and_complete(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    worker = ScriptedWorker()
+    sch = scheduler(sched_settings, database, {"node-a": worker})
+    task_id, job_id = await make_task(database, command=["sh", "-c", "echo hello"])
+    claims = await sch.claim(4)
+    assert [c.job_id for c in claims] == [job_id]
+    assert (await task_row(database, task_id))["status"] == "running"
+    job = await job_row(database, job_id)
+    assert job["status"] == "running" and job["lease_id"] is not None and job["attempt"] == 1
+    await sch.execute(claims[0])
+    job = await job_row(database, job_id)
+    assert job["status"] == "completed" and job["result"]["stdout"] == "hello\n"
+    task = await task_row(database, task_id)
+    assert task["status"] == "completed" and task["closed"] is True
+    assert worker.calls[0].sandbox.command == ["sh", "-c", "echo hello"]
+    assert worker.calls[0].sandbox.timeout_seconds == 60
+
+
+async def test_no_dispatchable_node_leaves_the_job_queued(sched_settings: Settings, database: Database) -> None:
+    sch = scheduler(sched_settings, database, {})
+    task_id, job_id = await make_task(database)
+    assert await sch.claim(4) == []
+    await add_node(sched_settings, database, "node-x", sandbox=False)
+    assert await sch.claim(4) == []
+    assert (await job_row(database, job_id))["status"] == "queued"
+    assert (await task_row(database, task_id))["status"] == "queued"
+
+
+async def test_inference_jobs_need_an_inference_node(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "plain", inference=False)
+    sch = scheduler(sched_settings, database, {})
+    await make_task(database, use_inference=True)
+    assert await sch.claim(4) == []
+    await add_node(sched_settings, database, "smart")
+    claims = await sch.claim(4)
+    assert [c.node.node_slug for c in claims] == ["smart"]
+
+
+async def test_selection_prefers_fewest_running_then_smallest_slug(sched_settings: Settings,
+                                                                   database: Database) -> None:
+    for slug in ("node-b", "node-a"):
+        await add_node(sched_settings, database, slug)
+    sch = scheduler(sched_settings, database, {})
+    for _ in range(3):
+        await make_task(database)
+    claims = await sch.claim(3)
+    assert [c.node.node_slug for c in claims] == ["node-a", "node-b", "node-a"]
+
+
+async def test_refusal_requeues_without_costing_an_attempt(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker(DispatchRefused("busy", 0.5))})
+    task_id, job_id = await make_task(database)
+    [claim] = await sch.claim(1)
+    await sch.execute(claim)
+    job = await job_row(database, job_id)
+    assert job["status"] == "queued" and job["attempt"] == 0 and job["not_before"] is not None
+    assert await sch.claim(1) == []  # backing off
+    await asyncio.sleep(0.6)
+    [again] = await sch.claim(1)
+    await sch.execute(again)
+    assert (await task_row(database, task_id))["status"] == "completed"
+
+
+async def test_lost_node_is_retried_then_fails_after_max_attempts(sched_settings: Settings,
+                                                                  database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    lost = DispatchLost("connection dropped")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker(lost, lost, lost)})
+    task_id, job_id = await make_task(database, max_attempts=2)
+    [c1] = await sch.claim(1)
+    await sch.execute(c1)
+    assert (await job_row(database, job_id))["status"] == "queued"
+    async with database.connection() as conn:
+        await conn.execute("UPDATE jobs SET not_before = NULL")
+    [c2] = await sch.claim(1)
+    await sch.execute(c2)
+    job = await job_row(database, job_id)
+    assert job["status"] == "failed" and job["result"]["error"]["type"] == "dispatch_error"
+    assert (await task_row(database, task_id))["status"] == "failed"
+
+
+async def test_rejected_job_fails_with_dispatch_error(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker(DispatchFailed("worker answered 400"))})
+    task_id, job_id = await make_task(database)
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    job = await job_row(database, job_id)
+    assert job["status"] == "failed" and "400" in job["result"]["error"]["message"]
+    assert (await task_row(database, task_id))["closed"] is True
+
+
+async def test_expired_lease_is_requeued_and_a_late_result_is_ignored(sched_settings: Settings,
+                                                                     database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker()})
+    task_id, job_id = await make_task(database, max_attempts=2)
+    [first] = await sch.claim(1)
+    async with database.connection() as conn:
+        await conn.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second'")
+    assert await sch.reconcile_leases() == 1
+    assert (await job_row(database, job_id))["status"] == "queued"
+    [second] = await sch.claim(1)
+    assert second.lease_id != first.lease_id and second.attempt == 2
+    await sch.execute(first)  # the lost node answers late: ignored
+    assert (await job_row(database, job_id))["status"] == "running"
+    async with database.connection() as conn:
+        await conn.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second'")
+    assert await sch.reconcile_leases() == 1  # out of attempts now
+    job = await job_row(database, job_id)
+    assert job["status"] == "lease_expired"
+    assert (await task_row(database, task_id))["status"] == "failed"
+
+
+async def test_the_loop_drains_the_queue(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker(delay_s=0.01)})
+    ids = [await make_task(database) for _ in range(10)]
+    await sch.start()
+    try:
+        sch.wake()
+        for _ in range(200):
+            rows = [await task_row(database, t) for t, _j in ids]
+            if all(r["status"] == "completed" for r in rows):
+                break
+            await asyncio.sleep(0.05)
+        assert all(r["status"] == "completed" for r in rows)
+    finally:
+        await sch.stop()
+
+
+def test_result_shape_is_the_worker_response() -> None:
+    r = RunJobResponse(version=1, task_id="t", job_id="j", status="completed", exit_code=0, stdout="", stderr="",
+                       started_at="s", ended_at="e")
+    assert msgspec.to_builtins(r)["truncated"] == {"stdout": False, "stderr": False}
