@@ -180,6 +180,7 @@ class InferenceSettings(_Section):
     url: str | None = None  # an Ollama (or compatible) URL the orchestrator calls directly (Option B)
     model: str | None = None
     request_timeout_s: float = 120.0
+    max_answer_tokens: int = 1024  # num_predict for prompt tasks (0 = the backend's default)
 
     def __post_init__(self) -> None:
         _field("url", _check_url, self.url)

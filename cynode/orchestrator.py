@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -43,6 +44,12 @@ class Orchestrator:
         self.readiness = Readiness()
         self.readiness.add("database", self._database_gate)
         self.readiness.add("inference_path", self._inference_path_gate)
+        self.readiness.add("pm_model_selection", self._pm_gate("selection_gate"))
+        self.readiness.add("pm_model_loaded", self._pm_gate("warm_gate"))
+        self.readiness.pm_model = self._pm_model_doc
+        # serve.py hands these over when a worker runs in this process (in-process wiring, chosen in one place)
+        self.local_inference_url: Callable[[], str | None] = lambda: None
+        self.local_node_wakers: list[Callable[[], None]] = []
         self.gateway_app = build_app(
             "gateway", self._gateway_routes(), readiness=self.readiness,
             max_body_bytes=settings.gateway.max_body_bytes, accepting=lambda: self.accepting,
@@ -140,7 +147,25 @@ class Orchestrator:
         if self.db is not None:
             await self.db.close()
 
+    def notify_local_nodes(self) -> None:
+        """A colocated worker polls its config at once (a remote one within its poll interval)."""
+        for wake in self.local_node_wakers:
+            wake()
+
     # -- readiness gates (orchestrator.md §8.1, in order) ----------------------------------------------------------
+
+    def _pm_gate(self, name: str) -> Callable[[], Awaitable[GateResult]]:
+        async def gate() -> GateResult:
+            if self.controlplane is None:
+                return GateResult(False, "pm_model_selection_failed", "the control plane is starting")
+            result: GateResult = await getattr(self.controlplane.pm, name)()
+            return result
+
+        return gate
+
+    def _pm_model_doc(self) -> dict[str, Any] | None:
+        sel = self.controlplane.pm.state.selection if self.controlplane is not None else None
+        return sel.as_dict() if sel else None
 
     async def _database_gate(self) -> GateResult:
         if self.db is not None and await self.db.ping(timeout=2.0):

@@ -97,8 +97,10 @@ class Composition:
                 control = HttpNodeControl(s)
             self.worker = WorkerNode(s, control, on_fatal=self.fatal)
             self.parts.append(self.worker.role())
-            if self.orchestrator is not None:  # and the orchestrator dispatches to it in-process
+            if self.orchestrator is not None:  # and the orchestrator dispatches to it and calls its model in-process
                 self.orchestrator.attach_local_worker(self.worker.node_slug, self.worker.client)
+                self.orchestrator.local_inference_url = self.worker.inference_url
+                self.orchestrator.local_node_wakers.append(self.worker.manager.wake)
         return self.parts
 
 

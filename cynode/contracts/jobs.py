@@ -21,6 +21,7 @@ class SandboxPayload(msgspec.Struct, frozen=True, omit_defaults=True):
     use_inference: bool = False
     env: dict[str, str] | None = None
     input_files: list[JobInputRef] | None = None
+    inline_files: dict[str, str] | None = None  # name -> UTF-8 text (e.g. a long prompt for the model-call script)
 
 
 class JobPayload(msgspec.Struct, frozen=True, omit_defaults=True):

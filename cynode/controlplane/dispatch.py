@@ -48,8 +48,8 @@ class HttpWorkerClient:
                     raw = await resp.read()
                     return self._decode(resp.status, resp.headers, raw)
             except aiohttp.ClientConnectorError as e:
-                if attempt == 2:
-                    raise DispatchLost(f"cannot connect to the worker: {e.os_error}") from None
+                if attempt == 2:  # the job cannot have started: back to the queue without costing an attempt
+                    raise DispatchRefused(f"cannot connect to the worker: {e.os_error}", 5.0) from None
                 await asyncio.sleep(0.5)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as e:
                 raise DispatchLost(f"the worker dropped the connection: {type(e).__name__}") from None

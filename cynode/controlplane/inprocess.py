@@ -37,7 +37,13 @@ class InProcessNodeControl:
         return config
 
     async def ack_config(self, ack: ConfigAck) -> None:
-        await self._registry.ack(self._id(), self.node_slug, ack)
+        from cynode.errors import Conflict
+        from cynode.worker.orchestrator_client import StaleConfig
+
+        try:
+            await self._registry.ack(self._id(), self.node_slug, ack)
+        except Conflict as e:  # the same signal the HTTP client gives for a 409
+            raise StaleConfig(e.detail) from None
 
     async def report_capability(self, report: CapabilityReport) -> None:
         await self._registry.report_capability(self._id(), self.node_slug, report)

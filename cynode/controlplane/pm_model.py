@@ -142,6 +142,7 @@ class PmModelState:
     warm: bool = False
     loading_since: float | None = None
     failed: set[tuple[str, str]] = field(default_factory=set)
+    inference_nodes: int = 0  # dispatchable inference-capable nodes at the last pass
 
 
 class PmModelService:
@@ -175,13 +176,14 @@ class PmModelService:
     async def refresh(self) -> None:
         settings = await self._settings()
         async with self.db.connection() as conn:
-            rows = await (await conn.execute(q.DISPATCHABLE_NODES, {"stale_s": self.stale_s})).fetchall()
+            rows = await (await conn.execute(q.PM_CANDIDATE_NODES, {"stale_s": self.stale_s})).fetchall()
         from cynode.controlplane.scheduler import node_slots
 
         inference_nodes = {s.node_slug for s in node_slots(rows) if s.inference_ok}
         candidates = [candidate_from_snapshot(r["node_slug"], r["capability_snapshot"] or {})
                       for r in rows if r["node_slug"] in inference_nodes]
         st = self.state
+        st.inference_nodes = len(candidates)
         previous = st.selection
         try:
             sel = select(settings, candidates, failed=frozenset(st.failed))

@@ -67,6 +67,11 @@ SELECT n.id, n.node_slug, n.worker_api_target_url, n.config_version, c.capabilit
  ORDER BY running, n.node_slug
 """
 
+# PM model candidates: like DISPATCHABLE_NODES, but a node that has applied an earlier config stays a candidate
+# while it applies a newer one (otherwise issuing the selected model's config would drop the node it selected).
+PM_CANDIDATE_NODES = DISPATCHABLE_NODES.replace(
+    "AND n.config_version = n.metadata->>'desired_config_version'", "AND n.config_version IS NOT NULL")
+
 ACTIVE_CREDENTIAL_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM api_credentials WHERE is_active AND (expires_at IS NULL OR expires_at > now())) AS ok
 """
@@ -104,6 +109,13 @@ REQUEUE_JOB = """
 UPDATE jobs
    SET status = 'queued', node_id = NULL, lease_id = NULL, lease_expires_at = NULL, started_at = NULL,
        attempt = attempt - %(refund)s, not_before = now() + make_interval(secs => %(backoff_s)s), updated_at = now()
+ WHERE id = %(job_id)s AND lease_id = %(lease_id)s AND status = 'running'
+"""
+
+CONVERT_TO_SANDBOX = """
+UPDATE jobs
+   SET kind = 'sandbox', payload = %(payload)s, status = 'queued', node_id = NULL, lease_id = NULL,
+       lease_expires_at = NULL, started_at = NULL, attempt = attempt - 1, not_before = NULL, updated_at = now()
  WHERE id = %(job_id)s AND lease_id = %(lease_id)s AND status = 'running'
 """
 

@@ -41,7 +41,7 @@ from cynode.taskstate import settle_task_from_jobs, transition_task
 log = logging.getLogger("cynode.controlplane.scheduler")
 
 ReadArtifact = Callable[[str, str], Awaitable[tuple[str, bytes]]]  # (task_id, artifact_id) -> (name, content)
-ModelCall = Callable[[dict[str, Any], JobPayload], Awaitable[dict[str, Any] | None]]
+ModelCall = Callable[[dict[str, Any], JobPayload], Awaitable[Any]]  # -> prompts.ModelCallOutcome
 
 
 @dataclass
@@ -198,12 +198,13 @@ class Scheduler:
         try:
             if claim.kind == "model_call":
                 assert self.model_call is not None
-                result = await self.model_call({"job_id": claim.job_id, "task_id": claim.task_id,
-                                                "lease_id": claim.lease_id}, claim.payload)
-                if result is None:  # no inference path right now: back to the queue
+                outcome = await self.model_call({"job_id": claim.job_id, "task_id": claim.task_id}, claim.payload)
+                if outcome.result is not None:
+                    await self._store(claim, outcome.result)
+                elif outcome.fallback is not None:  # Option A: run the fixed model-call script in a sandbox
+                    await self._convert(claim, outcome.fallback)
+                else:  # no inference path right now: back to the queue
                     await self._requeue(claim, refund=1, backoff_s=5.0)
-                else:
-                    await self._store(claim, result)
                 return
             await self._dispatch(claim)
         except asyncio.CancelledError:
@@ -244,10 +245,12 @@ class Scheduler:
         await self._store(claim, msgspec.to_builtins(result))
 
     async def _input_files(self, claim: Claim) -> list[InputFile]:
-        refs = claim.payload.sandbox.input_files if claim.payload.sandbox else None
+        sb = claim.payload.sandbox
+        files = [InputFile(name=name, content_base64=base64.b64encode(text.encode()).decode())
+                 for name, text in ((sb.inline_files or {}).items() if sb else [])]
+        refs = sb.input_files if sb else None
         if not refs or self.read_artifact is None:
-            return []
-        files = []
+            return files
         for ref in refs:
             _name, content = await self.read_artifact(claim.task_id, ref.artifact_id)
             files.append(InputFile(name=ref.name, content_base64=base64.b64encode(content).decode()))
@@ -265,6 +268,12 @@ class Scheduler:
             await settle_task_from_jobs(conn, claim.task_id)
         log.info("job finished", extra={"job_id": claim.job_id, "task_id": claim.task_id, "status": status,
                                         "exit_code": doc.get("exit_code")})
+
+    async def _convert(self, claim: Claim, payload: JobPayload) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(q.CONVERT_TO_SANDBOX, {"job_id": claim.job_id, "lease_id": claim.lease_id,
+                                                      "payload": Jsonb(msgspec.to_builtins(payload))})
+        self.wake()
 
     async def _requeue(self, claim: Claim, *, refund: int, backoff_s: float) -> None:
         # The task stays `running` (the lifecycle has no way back to queued); its job waits for the next claim.

@@ -40,6 +40,8 @@ class InferenceControl(Protocol):
 
     async def apply(self, backend: Any) -> AckError | None: ...
 
+    async def refresh(self) -> None: ...
+
     def facts(self) -> InferenceFacts: ...
 
 
@@ -50,6 +52,9 @@ class NoInference:
         if backend is not None and getattr(backend, "enabled", False):
             return AckError(type="local_constraint", message="inference is disabled on this node",
                             details={"field": "inference.mode"})
+        return None
+
+    async def refresh(self) -> None:
         return None
 
     def facts(self) -> InferenceFacts:
@@ -175,6 +180,7 @@ class NodeManager:
         first = True
         while True:
             try:
+                await self.inference.refresh()
                 if not first:
                     await self.control.report_capability(self._report())
                 await self.sync_config()  # at once after registration (startup steps 6-8), then every interval

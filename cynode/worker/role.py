@@ -33,6 +33,11 @@ class WorkerNode:
         self.runtime = runtime
         self.endpoint: Any = None
         self.public_url = settings.worker.public_base_url or ""
+        if inference is None and settings.worker.inference.mode != "disabled":
+            from cynode.worker.inference import NodeInference
+
+            inference = NodeInference(settings, on_change=lambda: self.manager.wake())
+        self.inference = inference
         self.manager = NodeManager(settings, self.node_slug, control, runtime, inference=inference,
                                    base_url=lambda: self.public_url, on_fatal=on_fatal)
         self.runner = JobRunner(settings, runtime, ready=self.manager.not_ready_reason,
@@ -76,7 +81,7 @@ class WorkerNode:
     async def stop(self) -> None:
         await self.manager.stop()
         endpoint_stop = self.endpoint.stop if self.endpoint is not None else None
-        for closer in (getattr(self.inference_control, "stop", None), getattr(self.runtime, "close", None),
+        for closer in (getattr(self.inference, "stop", None), getattr(self.runtime, "close", None),
                        endpoint_stop, self.control.close):
             if closer is not None:
                 try:
@@ -84,9 +89,9 @@ class WorkerNode:
                 except Exception:
                     log.exception("error while stopping the worker")
 
-    @property
-    def inference_control(self) -> Any:
-        return self.manager.inference
+    def inference_url(self) -> str | None:
+        """The node's inference backend, for a colocated orchestrator's direct calls (serve.py wires it)."""
+        return getattr(self.inference, "base_url", None)
 
     def role(self) -> Role:
         return Role(name="worker", listeners=[("worker", self.app, self.settings.worker.listen_addr)],

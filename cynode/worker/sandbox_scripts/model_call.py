@@ -58,7 +58,11 @@ def connection_for(base_url: str, timeout: float = TIMEOUT_S) -> tuple[http.clie
 
 def generate(base_url: str, model: str, prompt: str, timeout: float = TIMEOUT_S) -> str:
     conn, prefix = connection_for(base_url, timeout)
-    body = json.dumps({"model": model, "prompt": prompt, "stream": False}).encode()
+    request: dict[str, object] = {"model": model, "prompt": prompt, "stream": False}
+    num_predict = os.environ.get("CYNODE_NUM_PREDICT", "")
+    if num_predict.isdigit():
+        request["options"] = {"num_predict": int(num_predict)}
+    body = json.dumps(request).encode()
     try:
         conn.request("POST", f"{prefix}/api/generate", body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
