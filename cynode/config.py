@@ -298,17 +298,28 @@ class WorkerSettings(_Section):
 
 class PmaSettings(_Section):
     role: str | None = None  # project_manager | project_analyst; required for --role pma
+    service_id: str = "pma-main"
     listen_addr: str = "127.0.0.1:12086"
     url: str | None = None  # where the orchestrator reaches a PMA that is not colocated
     service_token: Secret | None = None
+    inference_url: str | None = None  # a PMA on its own host: its Ollama-compatible backend
+    model: str | None = None
+    instructions_root: str | None = None
+    instructions_project_manager: str | None = None
+    instructions_project_analyst: str | None = None
     request_timeout_s: float = 120.0
     max_retries: int = 2
+    max_concurrent_requests: int = 4
+    context_char_budget: int = 24000
+    max_tool_iterations: int = 3
+    max_answer_tokens: int = 512
 
     def __post_init__(self) -> None:
         if self.role is not None and self.role not in ("project_manager", "project_analyst"):
             raise ValueError(f"role: must be project_manager or project_analyst, got {self.role!r}")
         _field("listen_addr", parse_listen_addr, self.listen_addr)
         _field("url", _check_url, self.url)
+        _field("inference_url", lambda u: _check_url(u, allow_unix=True), self.inference_url)
 
 
 class Settings(_Section):
@@ -364,6 +375,13 @@ SPEC_ENV: dict[str, tuple[str, ...]] = {
     "worker.sandbox.mount_root": ("CYNODE_SANDBOX_MOUNT_ROOT",),
     "worker.inference.existing_url": ("OLLAMA_UPSTREAM_URL",),
     "pma.url": ("PMA_URL",),
+    "pma.role": ("PMA_ROLE",),
+    "pma.service_id": ("PMA_SERVICE_ID",),
+    "pma.listen_addr": ("PMA_LISTEN_ADDR",),
+    "pma.inference_url": ("OLLAMA_BASE_URL", "INFERENCE_URL"),
+    "pma.instructions_root": ("PMA_INSTRUCTIONS_ROOT",),
+    "pma.instructions_project_manager": ("PMA_INSTRUCTIONS_PROJECT_MANAGER",),
+    "pma.instructions_project_analyst": ("PMA_INSTRUCTIONS_PROJECT_ANALYST",),
     "pma.service_token": ("CYNODE_PMA_SERVICE_TOKEN",),
 }
 

@@ -28,10 +28,10 @@ log = logging.getLogger("cynode.orchestrator")
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings, *, migrate: bool = True, pma: Any = None) -> None:
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
         self.settings = settings
         self.migrate = migrate
-        self.pma = pma
+        self.pma_client: Any = None  # cynode.contracts.pma.PmaClient, chosen in serve.py
         self.db: Database | None = None
         self.jwt_secret = b""
         self.secret_key = b""
@@ -46,6 +46,7 @@ class Orchestrator:
         self.readiness.add("inference_path", self._inference_path_gate)
         self.readiness.add("pm_model_selection", self._pm_gate("selection_gate"))
         self.readiness.add("pm_model_loaded", self._pm_gate("warm_gate"))
+        self.readiness.add("pma", self._pma_gate)
         self.readiness.pm_model = self._pm_model_doc
         # serve.py hands these over when a worker runs in this process (in-process wiring, chosen in one place)
         self.local_inference_url: Callable[[], str | None] = lambda: None
@@ -162,6 +163,20 @@ class Orchestrator:
             return result
 
         return gate
+
+    async def _pma_gate(self) -> GateResult:
+        if self.pma_client is None:
+            return GateResult(False, "pma_not_started",
+                              "no Project Manager agent: run the pma role here (--role all) or set pma.url")
+        health = await self.pma_client.health()
+        if health.state != "ready":
+            return GateResult(False, "pma_not_ready", f"the Project Manager agent is {health.state}"
+                              + (f": {health.detail}" if health.detail else ""))
+        return PASS
+
+    def pm_model_ref(self) -> str | None:
+        sel = self.controlplane.pm.state.selection if self.controlplane is not None else None
+        return sel.model_ref if sel else None
 
     def _pm_model_doc(self) -> dict[str, Any] | None:
         sel = self.controlplane.pm.state.selection if self.controlplane is not None else None

@@ -73,16 +73,32 @@ class Composition:
 
     def build(self) -> list[Role]:
         s = self.settings
-        if "pma" in self.roles:
-            from cynode.pma.role import build_pma
-
-            self.pma = build_pma(s, colocated_orchestrator="orchestrator" in self.roles)
-            self.parts.append(self.pma.role())
+        orch = None
         if "orchestrator" in self.roles:
             from cynode.orchestrator import Orchestrator
 
-            self.orchestrator = Orchestrator(s, migrate=self.migrate, pma=self.pma)
-            self.parts.append(self.orchestrator.role())
+            orch = self.orchestrator = Orchestrator(s, migrate=self.migrate)
+            self.parts.append(orch.role())
+        if "pma" in self.roles:
+            from cynode.pma.role import PmaRole
+
+            if orch is not None:  # colocated: in-process, using the orchestrator's inference path and PM model
+                self.pma = PmaRole(s, colocated_orchestrator=True,
+                                   inference_url=lambda: s.inference.url or orch.local_inference_url(),
+                                   model=lambda: s.inference.model or orch.pm_model_ref())
+            else:
+                self.pma = PmaRole(s, colocated_orchestrator=False)
+            self.parts.append(self.pma.role())
+        if orch is not None:
+            if self.pma is not None:
+                orch.pma_client = self.pma.service
+            elif s.pma.url:
+                from cynode.pma.client import HttpPmaClient
+
+                if not s.pma.service_token:
+                    raise ConfigError("pma.service_token: required to reach the PMA at pma.url")
+                orch.pma_client = HttpPmaClient(s.pma.url, str(s.pma.service_token),
+                                                timeout_s=s.pma.request_timeout_s)
         if "worker" in self.roles:
             from cynode.worker.role import WorkerNode
 
