@@ -4,7 +4,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["startup", "sandbox"]
+SUITES = ["startup", "gateway", "scheduler", "sandbox", "inference"]
 
 
 def main(argv: list[str]) -> int:

@@ -149,6 +149,23 @@ async def settle_task_from_jobs(conn: Conn, task_id: str) -> str | None:
     return target if await transition_task(conn, task_id, target) else None
 
 
+# The set-based form of settle_task_from_jobs for the scheduler's batches: same table, one statement.
+SETTLE_TASKS = """
+UPDATE tasks t
+   SET status = CASE WHEN s.any_failed THEN 'failed' ELSE 'completed' END, closed = true, updated_at = now()
+  FROM (SELECT task_id, bool_or(status IN ('failed', 'lease_expired')) AS any_failed,
+               bool_and(status = 'completed') AS all_done
+          FROM jobs WHERE task_id = ANY(%(ids)s::uuid[]) GROUP BY task_id) s
+ WHERE t.id = s.task_id AND t.status IN ('queued', 'running') AND (s.any_failed OR s.all_done)
+"""
+
+
+async def settle_tasks(conn: Conn, task_ids: list[str]) -> None:
+    """settle_task_from_jobs for many tasks at once (settled_status's rules, in SQL)."""
+    if task_ids:
+        await conn.execute(SETTLE_TASKS, {"ids": task_ids})
+
+
 async def cancel_task(conn: Conn, task_id: str) -> str:
     """Cancel a queued or running task and its pending jobs; returns the task's status afterwards.
 

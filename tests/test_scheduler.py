@@ -77,6 +77,7 @@ async def test_claim_dispatch_and_complete(sched_settings: Settings, database: D
     job = await job_row(database, job_id)
     assert job["status"] == "running" and job["lease_id"] is not None and job["attempt"] == 1
     await sch.execute(claims[0])
+    await sch.flush()
     job = await job_row(database, job_id)
     assert job["status"] == "completed" and job["result"]["stdout"] == "hello\n"
     task = await task_row(database, task_id)
@@ -90,6 +91,7 @@ async def test_no_dispatchable_node_leaves_the_job_queued(sched_settings: Settin
     task_id, job_id = await make_task(database)
     assert await sch.claim(4) == []
     await add_node(sched_settings, database, "node-x", sandbox=False)
+    sch.wake()
     assert await sch.claim(4) == []
     assert (await job_row(database, job_id))["status"] == "queued"
     assert (await task_row(database, task_id))["status"] == "queued"
@@ -101,6 +103,7 @@ async def test_inference_jobs_need_an_inference_node(sched_settings: Settings, d
     await make_task(database, use_inference=True)
     assert await sch.claim(4) == []
     await add_node(sched_settings, database, "smart")
+    sch.wake()  # the registry wakes the scheduler on every node change
     claims = await sch.claim(4)
     assert [c.node.node_slug for c in claims] == ["smart"]
 
@@ -122,12 +125,14 @@ async def test_refusal_requeues_without_costing_an_attempt(sched_settings: Setti
     task_id, job_id = await make_task(database)
     [claim] = await sch.claim(1)
     await sch.execute(claim)
+    await sch.flush()
     job = await job_row(database, job_id)
     assert job["status"] == "queued" and job["attempt"] == 0 and job["not_before"] is not None
     assert await sch.claim(1) == []  # backing off
     await asyncio.sleep(0.6)
     [again] = await sch.claim(1)
     await sch.execute(again)
+    await sch.flush()
     assert (await task_row(database, task_id))["status"] == "completed"
 
 
@@ -139,11 +144,13 @@ async def test_lost_node_is_retried_then_fails_after_max_attempts(sched_settings
     task_id, job_id = await make_task(database, max_attempts=2)
     [c1] = await sch.claim(1)
     await sch.execute(c1)
+    await sch.flush()
     assert (await job_row(database, job_id))["status"] == "queued"
     async with database.connection() as conn:
         await conn.execute("UPDATE jobs SET not_before = NULL")
     [c2] = await sch.claim(1)
     await sch.execute(c2)
+    await sch.flush()
     job = await job_row(database, job_id)
     assert job["status"] == "failed" and job["result"]["error"]["type"] == "dispatch_error"
     assert (await task_row(database, task_id))["status"] == "failed"
@@ -155,6 +162,7 @@ async def test_rejected_job_fails_with_dispatch_error(sched_settings: Settings, 
     task_id, job_id = await make_task(database)
     [c] = await sch.claim(1)
     await sch.execute(c)
+    await sch.flush()
     job = await job_row(database, job_id)
     assert job["status"] == "failed" and "400" in job["result"]["error"]["message"]
     assert (await task_row(database, task_id))["closed"] is True
@@ -172,7 +180,8 @@ async def test_expired_lease_is_requeued_and_a_late_result_is_ignored(sched_sett
     assert (await job_row(database, job_id))["status"] == "queued"
     [second] = await sch.claim(1)
     assert second.lease_id != first.lease_id and second.attempt == 2
-    await sch.execute(first)  # the lost node answers late: ignored
+    await sch.execute(first)
+    await sch.flush()  # the lost node answers late: ignored
     assert (await job_row(database, job_id))["status"] == "running"
     async with database.connection() as conn:
         await conn.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second'")

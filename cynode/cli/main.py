@@ -8,7 +8,10 @@ import click
 
 from cynode import __version__
 from cynode.cli import server
+from cynode.cli.auth_cmd import auth
 from cynode.cli.common import CliState, global_options
+from cynode.cli.status_cmd import status
+from cynode.cli.task_cmd import task
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -26,6 +29,9 @@ def version() -> None:
 
 
 server.register(cli)
+cli.add_command(status)
+cli.add_command(auth)
+cli.add_command(task)
 
 
 def main() -> None:

@@ -177,11 +177,8 @@ class PmModelService:
         settings = await self._settings()
         async with self.db.connection() as conn:
             rows = await (await conn.execute(q.PM_CANDIDATE_NODES, {"stale_s": self.stale_s})).fetchall()
-        from cynode.controlplane.scheduler import node_slots
-
-        inference_nodes = {s.node_slug for s in node_slots(rows) if s.inference_ok}
         candidates = [candidate_from_snapshot(r["node_slug"], r["capability_snapshot"] or {})
-                      for r in rows if r["node_slug"] in inference_nodes]
+                      for r in rows if r["inference_ok"]]
         st = self.state
         st.inference_nodes = len(candidates)
         previous = st.selection

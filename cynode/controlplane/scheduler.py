@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -36,11 +36,13 @@ from cynode.contracts.workerapi import (
 from cynode.controlplane import queries as q
 from cynode.controlplane.dispatch import WorkerDirectory
 from cynode.db.pool import Database
-from cynode.taskstate import settle_task_from_jobs, transition_task
+from cynode.taskstate import settle_tasks
 
 log = logging.getLogger("cynode.controlplane.scheduler")
 
 ReadArtifact = Callable[[str, str], Awaitable[tuple[str, bytes]]]  # (task_id, artifact_id) -> (name, content)
+NODES_TTL_S = 0.5
+CLAIMERS = 4  # concurrent claim transactions filling the backlog
 ModelCall = Callable[[dict[str, Any], JobPayload], Awaitable[Any]]  # -> prompts.ModelCallOutcome
 
 
@@ -65,21 +67,12 @@ class Claim:
     max_attempts: int
     lease_id: str
     node: NodeSlot | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def node_slots(rows: list[dict[str, Any]]) -> list[NodeSlot]:
-    slots = []
-    for r in rows:
-        cap = r["capability_snapshot"] or {}
-        inf = cap.get("inference") or {}
-        slots.append(NodeSlot(
-            node_id=str(r["id"]), node_slug=r["node_slug"], base_url=r["worker_api_target_url"],
-            config_version=r["config_version"], running=int(r["running"]),
-            sandbox_ok=bool((cap.get("sandbox") or {}).get("supported")),
-            inference_ok=bool(inf.get("running")) and bool(inf.get("supported") or inf.get("existing_service")),
-        ))
-    return slots
+    return [NodeSlot(node_id=str(r["id"]), node_slug=r["node_slug"], base_url=r["worker_api_target_url"],
+                     config_version=r["config_version"], running=int(r["running"]), sandbox_ok=r["sandbox_ok"],
+                     inference_ok=r["inference_ok"]) for r in rows]
 
 
 def pick_node(slots: list[NodeSlot], *, use_inference: bool) -> NodeSlot | None:
@@ -108,66 +101,107 @@ class Scheduler:
         self.stale_s = 3 * settings.worker.capability_report_interval_s
         self._wake = asyncio.Event()
         self._stopping = False
-        self._loop_task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._last_reconcile = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self._node_cache: tuple[float, list[NodeSlot]] | None = None
+        self._backlog: asyncio.Queue[Claim] = asyncio.Queue(maxsize=2 * self.max_inflight)
+        self._room = asyncio.Event()
+        self._results: asyncio.Queue[tuple[Claim, dict[str, Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
+        self._node_cache = None  # nodes may have changed (registration, ack, report)
         self._wake.set()
 
     async def start(self) -> None:
         await self.reconcile_leases()
-        self._loop_task = asyncio.create_task(self._run(), name="scheduler")
+        # Claimers fill a small backlog of claimed jobs (in parallel, as concurrent SKIP LOCKED claimers do);
+        # max_concurrent_dispatch dispatchers take from it, so at most that many worker calls are in flight.
+        self._tasks = [asyncio.create_task(self._claimer(), name=f"scheduler-claim-{i}") for i in range(CLAIMERS)]
+        self._tasks += [asyncio.create_task(self._dispatcher(), name=f"scheduler-dispatch-{i}")
+                        for i in range(self.max_inflight)]
+        self._tasks.append(asyncio.create_task(self._reconciler(), name="scheduler-reconcile"))
 
     async def stop(self, grace_s: float = 25.0) -> None:
         """Stop claiming; let in-flight dispatches finish for a while, then leave them to their leases."""
         self._stopping = True
         self._wake.set()
-        if self._loop_task:
-            await self._loop_task
-        if self._inflight:
-            _done, pending = await asyncio.wait(self._inflight, timeout=grace_s)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        self._stopped.set()
+        _done, pending = await asyncio.wait(self._tasks, timeout=grace_s) if self._tasks else (set(), set())
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._backlog.empty():  # claimed but never dispatched: straight back to the queue
+            await self._requeue(self._backlog.get_nowait(), refund=1, backoff_s=0)
+        await self.flush()
 
-    async def _run(self) -> None:
+    async def _claimer(self) -> None:
         while not self._stopping:
-            try:
-                if time.monotonic() - self._last_reconcile > max(self.poll_s, 5.0):
-                    await self.reconcile_leases()
-                free = self.max_inflight - len(self._inflight)
-                claims = await self.claim(free) if free > 0 else []
-                for c in claims:
-                    task = asyncio.create_task(self.execute(c), name=f"dispatch-{c.job_id}")
-                    self._inflight.add(task)
-                    task.add_done_callback(self._dispatch_done)
-                if claims and len(self._inflight) < self.max_inflight:
-                    continue  # more may be waiting
-            except Exception:
-                log.exception("scheduler pass failed; retrying")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            room = self._backlog.maxsize - self._backlog.qsize()
+            claims: list[Claim] = []
+            if room > 0:
+                try:
+                    claims = await self.claim(room)
+                except Exception:
+                    log.exception("claim failed; retrying")
+            for c in claims:
+                await self._backlog.put(c)
+            if claims:
+                continue  # more may be waiting
+            if room > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            else:
+                await self._room.wait()
+                self._room.clear()
 
-    def _dispatch_done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        if not self._stopping:
-            self._wake.set()  # a slot is free
+    async def _dispatcher(self) -> None:
+        while not self._stopping:
+            get = asyncio.ensure_future(self._backlog.get())
+            stop = asyncio.ensure_future(self._stopped.wait())
+            await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not get.done():
+                get.cancel()
+                return
+            self._room.set()
+            await self.execute(get.result())
+
+    async def _reconciler(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), max(self.poll_s, 5.0))
+            try:
+                await self.reconcile_leases()
+            except Exception:
+                log.exception("lease reconcile failed")
 
     # -- claim ----------------------------------------------------------------------------------------------------
+
+    async def _nodes(self) -> list[NodeSlot]:
+        """Dispatchable nodes, re-read at most every NODES_TTL_S; claims in between count their own jobs, so
+        concurrent claimers still spread work by the fewest-running rule."""
+        now = time.monotonic()
+        if self._node_cache is None or now - self._node_cache[0] > NODES_TTL_S:
+            async with self.db.connection() as conn:
+                rows = await (await conn.execute(q.DISPATCHABLE_NODES, {"stale_s": self.stale_s})).fetchall()
+            self._node_cache = (now, node_slots(rows))
+        return self._node_cache[1]
 
     def claimable_kinds(self) -> list[str]:
         return ["sandbox", "model_call"] if self.model_call else ["sandbox"]
 
     async def claim(self, limit: int) -> list[Claim]:
         claims: list[Claim] = []
-        async with self.db.transaction() as conn:
+        slots = await self._nodes()
+        # Pipelined: BEGIN and the SELECT, then the UPDATE and COMMIT travel together (two round trips).
+        async with self.db.connection() as conn, conn.pipeline(), conn.transaction():
             jobs = await (await conn.execute(q.CLAIMABLE_JOBS, {"kinds": self.claimable_kinds(),
-                                                                "limit": limit * 4})).fetchall()
+                                                                "limit": limit + 4})).fetchall()
             if not jobs:
                 return []
-            slots = node_slots(await (await conn.execute(q.DISPATCHABLE_NODES, {"stale_s": self.stale_s})).fetchall())
+            lease_s: list[float] = []
             for job in jobs:
                 if len(claims) >= limit:
                     break
@@ -182,14 +216,14 @@ class Scheduler:
                         continue  # stays queued until a node qualifies
                     node.running += 1
                     claim.node = node
-                    lease_s = payload.sandbox.timeout_seconds + self.lease_grace_s
+                    lease_s.append(payload.sandbox.timeout_seconds + self.lease_grace_s)
                 else:
-                    lease_s = self.settings.inference.request_timeout_s * 3 + self.lease_grace_s
-                await conn.execute(q.MARK_JOB_RUNNING, {"job_id": claim.job_id, "lease_id": claim.lease_id,
-                                                        "node_id": claim.node.node_id if claim.node else None,
-                                                        "lease_s": lease_s})
-                await transition_task(conn, claim.task_id, "running")
+                    lease_s.append(self.settings.inference.request_timeout_s * 3 + self.lease_grace_s)
                 claims.append(claim)
+            if claims:
+                await conn.execute(q.MARK_JOBS_RUNNING, {
+                    "ids": [c.job_id for c in claims], "leases": [c.lease_id for c in claims], "lease_s": lease_s,
+                    "nodes": [c.node.node_id if c.node else None for c in claims]})
         return claims
 
     # -- dispatch -------------------------------------------------------------------------------------------------
@@ -257,17 +291,38 @@ class Scheduler:
         return files
 
     async def _store(self, claim: Claim, result: dict[str, Any] | RunJobResponse) -> None:
+        """Hand the result to the writer, which stores results that finish together in one transaction. The slot
+        does not wait for it (so the next claim overlaps the write); `flush()` waits for everything queued."""
         doc = msgspec.to_builtins(result) if isinstance(result, RunJobResponse) else result
-        status = "completed" if doc.get("status") == "completed" else "failed"
-        async with self.db.transaction() as conn:
-            row = await (await conn.execute(q.STORE_RESULT, {"job_id": claim.job_id, "lease_id": claim.lease_id,
-                                                             "status": status, "result": Jsonb(doc)})).fetchone()
-            if row is None:
+        self._results.put_nowait((claim, doc))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_results(), name="scheduler-results")
+
+    async def flush(self) -> None:
+        while self._writer is not None and not self._writer.done():
+            await self._writer
+
+    async def _write_results(self) -> None:
+        while not self._results.empty():
+            batch = [self._results.get_nowait() for _ in range(min(self._results.qsize(), 256))]
+            try:
+                await self._store_batch(batch)
+            except Exception:  # the leases stay held; reconcile requeues these jobs when they expire
+                log.exception("storing job results failed", extra={"jobs": [c.job_id for c, _d in batch]})
+
+    async def _store_batch(self, batch: list[tuple[Claim, dict[str, Any]]]) -> None:
+        statuses = ["completed" if d.get("status") == "completed" else "failed" for _c, d in batch]
+        async with self.db.connection() as conn:
+            rows = await (await conn.execute(q.STORE_RESULTS, {
+                "ids": [c.job_id for c, _d in batch], "leases": [c.lease_id for c, _d in batch],
+                "statuses": statuses, "results": [Jsonb(d) for _c, d in batch]})).fetchall()
+        stored = {str(r["id"]) for r in rows}
+        for (claim, doc), status in zip(batch, statuses, strict=True):
+            if claim.job_id in stored:
+                log.info("job finished", extra={"job_id": claim.job_id, "task_id": claim.task_id, "status": status,
+                                                "exit_code": doc.get("exit_code")})
+            else:
                 log.warning("late result ignored (lease no longer held)", extra={"job_id": claim.job_id})
-                return
-            await settle_task_from_jobs(conn, claim.task_id)
-        log.info("job finished", extra={"job_id": claim.job_id, "task_id": claim.task_id, "status": status,
-                                        "exit_code": doc.get("exit_code")})
 
     async def _convert(self, claim: Claim, payload: JobPayload) -> None:
         async with self.db.transaction() as conn:
@@ -285,12 +340,9 @@ class Scheduler:
 
     async def reconcile_leases(self) -> int:
         """Expired leases: back to the queue while attempts remain, else `lease_expired` and the task fails."""
-        self._last_reconcile = time.monotonic()
         async with self.db.transaction() as conn:
             rows = await (await conn.execute(q.EXPIRED_LEASES)).fetchall()
-            for r in rows:
-                if r["status"] == "lease_expired":
-                    await settle_task_from_jobs(conn, str(r["task_id"]))
+            await settle_tasks(conn, [str(r["task_id"]) for r in rows if r["status"] == "lease_expired"])
         if rows:
             log.warning("expired job leases reconciled", extra={"jobs": [str(r["id"]) for r in rows]})
             self.wake()

@@ -1,0 +1,199 @@
+"""Authenticated `GET /v1/tasks/{id}` on the gateway: requests/s and p99 at 32 connections.
+
+Baseline: a bare litestar endpoint returning a small msgspec struct under uvicorn (httptools + uvloop, as `serve`),
+measured in the same run with the same load generator (wrk when installed, else an aiohttp generator in its own
+process). Each gateway request authenticates against the database (session + user + roles in one query), reads the
+task, and queues its audit row for the background writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.report import pct, row
+from tests.support.system import ServeProcess
+
+CONNECTIONS = 32
+DURATION_S = 10
+WARMUP_S = 3
+ADMIN_PASSWORD = "bench-admin-password"
+
+BARE_APP = textwrap.dedent("""
+    import msgspec, uvicorn
+    from litestar import Litestar, get
+
+    class Task(msgspec.Struct):
+        id: str
+        task_name: str
+        status: str
+        closed: bool
+
+    @get("/v1/tasks/{task_id:str}", sync_to_thread=False)
+    def read(task_id: str) -> Task:
+        return Task(id=task_id, task_name="bench", status="queued", closed=False)
+
+    uvicorn.run(Litestar([read]), host="127.0.0.1", port={port}, log_level="warning", http="httptools",
+                loop="uvloop", access_log=False)
+""")
+
+# The same two database round trips the gateway makes (session check, task read), as trivial queries: the floor any
+# authenticated DB-backed endpoint on this stack can reach, printed for context.
+FLOOR_APP = textwrap.dedent("""
+    import asyncio, msgspec, sys, uvicorn
+    from litestar import Litestar, get
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(sys.argv[1], min_size=2, max_size=10, open=False,
+                               kwargs={"autocommit": True, "row_factory": dict_row})
+
+    class Task(msgspec.Struct):
+        id: str
+
+    @get("/v1/tasks/{task_id:str}")
+    async def read(task_id: str) -> Task:
+        for _ in range(2):
+            async with pool.connection() as conn:
+                await (await conn.execute("SELECT 1")).fetchone()
+        return Task(id=task_id)
+
+    async def up() -> None:
+        await pool.open(wait=True)
+
+    uvicorn.run(Litestar([read], on_startup=[up]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+                http="httptools", loop="uvloop", access_log=False)
+""")
+
+AIOHTTP_GEN = textwrap.dedent("""
+    import asyncio, json, sys, time
+    import aiohttp
+
+    async def main(url, headers, conns, duration):
+        lat = []
+        stop = time.perf_counter() + duration
+        async def worker(session):
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                async with session.get(url, headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+                lat.append(time.perf_counter() - t)
+        conn = aiohttp.TCPConnector(limit=conns)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker(s) for _ in range(conns)))
+            elapsed = time.perf_counter() - t0
+        print(json.dumps({"rps": len(lat) / elapsed, "lat": sorted(lat)}))
+
+    url, headers, conns, duration = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    asyncio.run(main(url, headers, conns, duration))
+""")
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wrk(url: str, headers: dict[str, str], duration: float) -> tuple[float, float]:
+    cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p99 = float(m.group(1)) * _UNITS[m.group(2)]  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed responses during the run:\n{out}")
+    return rps, p99
+
+
+def _aiohttp(url: str, headers: dict[str, str], duration: float) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", AIOHTTP_GEN, url, json.dumps(headers), str(CONNECTIONS),
+                          str(duration)], capture_output=True, text=True, check=True).stdout
+    doc = json.loads(out)
+    return float(doc["rps"]), pct(doc["lat"], 99) * 1000
+
+
+def measure(url: str, headers: dict[str, str]) -> tuple[float, float]:
+    load = _wrk if shutil.which("wrk") else _aiohttp
+    load(url, headers, WARMUP_S)
+    return load(url, headers, DURATION_S)
+
+
+def _bare(db_url: str | None = None) -> tuple[float, float]:
+    port = _free_port()
+    args = ["-c", FLOOR_APP, db_url, str(port)] if db_url else ["-c", BARE_APP.replace("{port}", str(port))]
+    proc = subprocess.Popen([sys.executable, *args])
+    try:
+        url = f"http://127.0.0.1:{port}/v1/tasks/8d6d2f3c-0a0e-4b8e-9a43-1f1f7f1d2c3b"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+        return measure(url, {})
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _gateway() -> tuple[tuple[float, float], tuple[float, float]]:
+    data_dir = tempfile.mkdtemp(prefix="cynode-bench-gw-")
+    env = {"CYNODE_ADMIN_PASSWORD": ADMIN_PASSWORD, "CYNODE_GATEWAY_USER_RATE_PER_MIN": "0",
+           "CYNODE_LOGGING_LEVEL": "warning", "CYNODE_LOGGING_FORMAT": "json"}
+    os.environ.pop("COVERAGE_PROCESS_START", None)
+    p = ServeProcess("orchestrator", name="bench-gw", data_dir=data_dir, env=env).start()
+    try:
+        p.wait_accepting(120)
+        base = p.url("gateway")
+        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": ADMIN_PASSWORD}, timeout=30)
+        login.raise_for_status()
+        headers = {"Authorization": "Bearer " + login.json()["access_token"]}
+        task = httpx.post(base + "/v1/tasks", json={"prompt": "bench me"}, headers=headers, timeout=30)
+        task.raise_for_status()
+        gateway = measure(f"{base}/v1/tasks/{task.json()['id']}", headers)
+        import pgserver  # attach to the same embedded server for the floor measurement, and let go of it after
+
+        pg = pgserver.get_server(Path(data_dir) / "postgres", cleanup_mode="stop")
+        try:
+            floor = _bare(str(pg.get_uri("cynode")))
+        finally:
+            pg.cleanup()
+        return gateway, floor
+    finally:
+        p.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run() -> None:
+    bare_rps, bare_p99 = _bare()
+    (gw_rps, gw_p99), (floor_rps, floor_p99) = _gateway()
+    tool = "wrk" if shutil.which("wrk") else "aiohttp"
+    row(f"GET /v1/tasks/{{id}} authenticated ({tool}, {CONNECTIONS} conns)", gw_rps, "req/s", baseline=bare_rps,
+        goal=">= 0.5 of bare")
+    row("  p99 latency", gw_p99, "ms", baseline=bare_p99, goal="<= 25 ms")
+    row("  context: bare endpoint + 2x SELECT 1 (2 round trips)", floor_rps, "req/s", baseline=bare_rps)
+    row("  context: its p99", floor_p99, "ms", baseline=bare_p99)
+    row("  gateway vs that 2-round-trip floor", gw_rps, "req/s", baseline=floor_rps)

@@ -1,0 +1,190 @@
+"""The gateway audit trail (orchestrator.md §12): one `gateway_audit_log` row per authenticated request and per denial.
+
+Rows carry the action, resource, decision, status, the roles and groups used, and the duration; never bodies,
+tokens or prompts. To keep the hot path at one database round trip, rows are queued and a background writer inserts
+them in batches within a second; `stop()` flushes what is left, and a batch that fails is retried (and logged), so
+no row is dropped silently. Task create writes its row inside its own transaction instead (`write_in`).
+
+Services describe the request they serve through `note(...)`, which updates the current request's record (a
+ContextVar set by the gateway middleware); outside a request it does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from cynode.db.pool import Conn, Database
+
+log = logging.getLogger("cynode.gateway.audit")
+
+INSERT = """
+INSERT INTO gateway_audit_log (created_at, request_id, method, route, user_id, subject_type, action, resource_type,
+    resource_id, task_id, decision, status_code, roles, group_ids, scope_type, scope_id, duration_ms)
+VALUES (%(created_at)s, %(request_id)s, %(method)s, %(route)s, %(user_id)s, %(subject_type)s, %(action)s,
+    %(resource_type)s, %(resource_id)s, %(task_id)s, %(decision)s, %(status_code)s, %(roles)s, %(group_ids)s,
+    %(scope_type)s, %(scope_id)s, %(duration_ms)s)
+"""
+
+COPY = """
+COPY gateway_audit_log (created_at, request_id, method, route, user_id, subject_type, action, resource_type,
+    resource_id, task_id, decision, status_code, roles, group_ids, scope_type, scope_id, duration_ms) FROM STDIN
+"""
+
+FLUSH_INTERVAL_S = 0.5
+MAX_BATCH = 5000
+MAX_BACKLOG = 200_000
+
+
+@dataclass
+class AuditRecord:
+    request_id: str
+    method: str
+    route: str
+    action: str
+    resource_type: str
+    started: float = field(default_factory=time.perf_counter)
+    created_at: float = field(default_factory=time.time)
+    user_id: str | None = None
+    subject_type: str | None = None
+    resource_id: str | None = None
+    task_id: str | None = None
+    decision: str = "allow"
+    status_code: int = 0
+    roles: tuple[str, ...] = ()
+    group_ids: tuple[str, ...] = ()
+    scope_type: str | None = None
+    scope_id: str | None = None
+    duration_ms: int | None = None
+    written: bool = False
+
+    def row(self) -> tuple[Any, ...]:
+        """The COPY row (column order of COPY)."""
+        p = self.params()
+        return tuple(p[k] for k in _COPY_COLUMNS)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "created_at": datetime.fromtimestamp(self.created_at, UTC), "request_id": self.request_id,
+            "method": self.method, "route": self.route, "user_id": self.user_id, "subject_type": self.subject_type,
+            "action": self.action, "resource_type": self.resource_type, "resource_id": self.resource_id,
+            "task_id": self.task_id, "decision": self.decision, "status_code": self.status_code,
+            "roles": Jsonb(list(self.roles)), "group_ids": Jsonb(list(self.group_ids)),
+            "scope_type": self.scope_type, "scope_id": self.scope_id, "duration_ms": self.duration_ms,
+        }
+
+    def finish(self, status: int) -> None:
+        self.status_code = status
+        if status in (401, 403):
+            self.decision = "deny"
+        if self.duration_ms is None:
+            self.duration_ms = round((time.perf_counter() - self.started) * 1000)
+
+
+_COPY_COLUMNS = ("created_at", "request_id", "method", "route", "user_id", "subject_type", "action", "resource_type",
+                 "resource_id", "task_id", "decision", "status_code", "roles", "group_ids", "scope_type", "scope_id",
+                 "duration_ms")
+
+current: ContextVar[AuditRecord | None] = ContextVar("cynode_gateway_audit", default=None)
+
+
+def note(**fields: Any) -> None:
+    """Describe the current request for its audit row (resource_id, task_id, scope_type, scope_id, decision)."""
+    rec = current.get()
+    if rec is not None:
+        for k, v in fields.items():
+            setattr(rec, k, v)
+
+
+def deny() -> None:
+    """The request was refused for lack of access, even if it answers 404 (so that ids cannot be probed)."""
+    note(decision="deny")
+
+
+class AuditWriter:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[AuditRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._lock = asyncio.Lock()  # one flush at a time, so no batch is written twice
+        self._late: asyncio.Future[bool] | None = None
+
+    def submit(self, rec: AuditRecord) -> None:
+        if rec.written:
+            return
+        rec.written = True
+        if len(self._queue) >= MAX_BACKLOG:
+            log.error("gateway audit backlog full; dropping the oldest row",
+                      extra={"request_id": self._queue[0].request_id})
+            self._queue.pop(0)
+        self._queue.append(rec)
+        if self._stopping:  # a request that finished during shutdown: write it now (a failure is logged)
+            self._late = asyncio.ensure_future(self.flush())
+        elif len(self._queue) >= MAX_BATCH:
+            self._wake.set()
+
+    async def write_in(self, conn: Conn, rec: AuditRecord, status: int) -> None:
+        """Write the record inside the caller's transaction (a savepoint, so a failure does not undo the caller)."""
+        rec.finish(status)
+        try:
+            async with conn.transaction():
+                await conn.execute(INSERT, rec.params())
+            rec.written = True
+        except Exception as e:
+            log.error("gateway audit write failed; queued for retry",
+                      extra={"request_id": rec.request_id, "error": type(e).__name__})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-audit-writer")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_S)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write everything queued; on failure the rows stay queued for the next attempt. True when empty."""
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
+        while self._queue:
+            batch = self._queue[:MAX_BATCH]
+            try:
+                async with self.db.connection() as conn, conn.cursor() as cur, cur.copy(COPY) as copy:
+                    for rec in batch:
+                        await copy.write_row(rec.row())
+            except Exception as e:
+                log.error("gateway audit batch failed; will retry",
+                          extra={"rows": len(batch), "error": type(e).__name__})
+                return False
+            del self._queue[: len(batch)]
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _ in range(5):
+            if await self.flush():
+                return
+            await asyncio.sleep(0.5)
+        log.error("gateway audit rows could not be written at shutdown", extra={"rows": len(self._queue)})

@@ -1,0 +1,35 @@
+"""Cursor pagination (orchestrator.md §2): `limit` 1-200 (default 50), an opaque base64url cursor of the sort key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import msgspec
+
+from cynode.errors import FieldError, Invalid
+
+DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise Invalid(f"limit: must be an integer from 1 to {MAX_LIMIT}",
+                      [FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}")])
+    return int(raw)
+
+
+def encode_cursor(key: list[Any]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).rstrip(b"=").decode()
+
+
+def decode_cursor(raw: str, type_: Any) -> Any:
+    """Decode a cursor into `type_` (e.g. tuple[datetime, uuid.UUID]); anything else is a 400."""
+    try:
+        data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        return msgspec.json.decode(data, type=type_)
+    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise Invalid("cursor: not a valid cursor", [FieldError("cursor", "not a valid cursor")]) from None
