@@ -174,6 +174,26 @@ class Orchestrator:
                               + (f": {health.detail}" if health.detail else ""))
         return PASS
 
+    def direct_inference_url(self) -> str | None:
+        """Where the orchestrator itself calls a model: `[inference] url`, else the colocated node's backend."""
+        return self.settings.inference.url or self.local_inference_url()
+
+    async def inference_models(self) -> list[str]:
+        """Model ids a user may call directly: `[inference] model` plus what inference-capable nodes have
+        available (orchestrator.md §10, agents.md §3.2), de-duplicated and sorted."""
+        from cynode.controlplane import queries as q
+
+        names: set[str] = {self.settings.inference.model} if self.settings.inference.model else set()
+        if self.db is not None:
+            stale_s = 3 * self.settings.worker.capability_report_interval_s
+            async with self.db.connection() as conn:
+                rows = await (await conn.execute(q.PM_CANDIDATE_NODES, {"stale_s": stale_s})).fetchall()
+            for r in rows:
+                if r["inference_ok"]:
+                    inf = (r["capability_snapshot"] or {}).get("inference") or {}
+                    names.update(inf.get("available_models") or [])
+        return sorted(names)
+
     def pm_model_ref(self) -> str | None:
         sel = self.controlplane.pm.state.selection if self.controlplane is not None else None
         return sel.model_ref if sel else None
