@@ -20,6 +20,10 @@ def before_all(context):
         "CYNODE_ADMIN_PASSWORD": context.admin_password,
         "CYNODE_NODE_REGISTRATION_PSK": context.psk,
         "NODE_SLUG": "local",
+        # Short enough for the timeout scenario; prompt answers kept short so the built-in model is quick.
+        "CYNODE_SANDBOX_DEFAULT_TIMEOUT_S": "15",
+        "CYNODE_INFERENCE_MAX_ANSWER_TOKENS": "32",
+        "CYNODE_SCHEDULER_POLL_INTERVAL_MS": "250",
     }).start()
     context.system.wait_accepting(timeout=120)
     context.gateway = context.system.url("gateway")

@@ -113,6 +113,7 @@ async def test_config_fetch_ack_and_bearer(client: httpx.AsyncClient, database: 
                                headers=auth)).status_code == 409
     assert (await client.post("/v1/nodes/config", json={**ack, "node_slug": "other"}, headers=auth)).status_code == 400
     assert (await client.post("/v1/nodes/config", json={**ack, "status": "maybe"}, headers=auth)).status_code == 400
+    assert (await client.post("/v1/nodes/config", json={**ack, "ack_at": "yesterday"}, headers=auth)).status_code == 400
     assert (await client.post("/v1/nodes/config", json=ack, headers=auth)).status_code == 204
     async with database.connection() as conn:
         row = await (await conn.execute("SELECT config_version, config_ack_status FROM nodes")).fetchone()

@@ -269,6 +269,10 @@ class NodeRegistry:
             raise Invalid("node_slug does not match the node token", [FieldError("node_slug", "mismatch")])
         if ack.status not in ("applied", "failed", "rolled_back"):
             raise Invalid("status must be applied, failed or rolled_back", [FieldError("status", "bad value")])
+        try:
+            datetime.fromisoformat(ack.ack_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise Invalid("ack_at must be an RFC 3339 timestamp", [FieldError("ack_at", "not a timestamp")]) from None
         async with self.db.transaction() as conn:
             node = await self._lock(conn, node_id)
             issued = (node["metadata"] or {}).get("desired_config_version")
