@@ -15,6 +15,11 @@ def _get(context, url, headers=None):
     context.response = httpx.get(url, headers=headers or {}, timeout=30)
 
 
+@given("the system has finished starting")
+def system_started(context):
+    context.system.wait_ready(timeout=180)
+
+
 @when('I GET "{path}" on every listener')
 def get_every_listener(context, path):
     context.responses = [httpx.get(u + path, timeout=10) for u in context.system.urls.values()]
