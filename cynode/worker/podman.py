@@ -158,6 +158,7 @@ class DockerEndpoint:
             self._proc = subprocess.Popen(
                 [podman, "system", "service", "--time=0", url],
                 env=podman_env(self.environ), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                cwd=self.own_socket.parent,  # conmon drops files (e.g. `oom`) into its working directory
                 start_new_session=True,  # a Ctrl-C meant for the worker must not kill the engine under running jobs
             )
         self._pid_file.write_text(str(self._proc.pid))
