@@ -4,7 +4,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["startup", "gateway", "scheduler", "sandbox", "inference"]
+SUITES = ["startup", "gateway", "scheduler", "sandbox", "e2e", "inference"]
 
 
 def main(argv: list[str]) -> int:
