@@ -202,7 +202,24 @@ class ChatSettings(_Section):
     thread_idle_rotate_s: int = 7200
     retention_days: int = 180
     max_concurrent_per_user: int = 4
-    request_timeout_s: float = 300.0
+    request_timeout_s: float = 300.0  # the chat write timeout; must exceed max_wait_s
+    max_wait_s: float = 120.0  # wait cap over routing incl. retries (504 after it)
+    max_inflight: int = 32  # chat completions in flight per gateway process (503 cynodeai_overloaded above it)
+    keepalive_s: float = 15.0  # SSE `: keep-alive` interval while the PMA works
+    history_max_messages: int = 40
+    history_max_chars: int = 24000
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.max_wait_s <= 600:
+            raise ValueError("max_wait_s: must be from 10 to 600 seconds")
+        if self.request_timeout_s <= self.max_wait_s:
+            raise ValueError("request_timeout_s: the chat write timeout must exceed max_wait_s")
+        if self.max_concurrent_per_user < 0 or self.max_inflight < 0:
+            raise ValueError("max_inflight: limits must not be negative (0 = off)")
+        if self.keepalive_s <= 0:
+            raise ValueError("keepalive_s: must be positive")
+        if self.history_max_messages < 1 or self.history_max_chars < 1:
+            raise ValueError("history_max_messages: history limits must be at least 1")
 
 
 class WorkerResources(_Section):

@@ -13,6 +13,7 @@ from cynode.contracts.workerapi import (
     DispatchFailed,
     DispatchLost,
     DispatchRefused,
+    JobError,
     RunJobRequest,
     RunJobResponse,
     Truncated,
@@ -154,6 +155,24 @@ async def test_lost_node_is_retried_then_fails_after_max_attempts(sched_settings
     job = await job_row(database, job_id)
     assert job["status"] == "failed" and job["result"]["error"]["type"] == "dispatch_error"
     assert (await task_row(database, task_id))["status"] == "failed"
+
+
+async def test_a_job_the_node_canceled_is_requeued(sched_settings: Settings, database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    canceled = RunJobResponse(version=1, task_id="t", job_id="j", status="failed", exit_code=-1, stdout="",
+                              stderr="", started_at="s", ended_at="e", error=JobError("canceled", "node stopping"))
+
+    class Canceling(ScriptedWorker):
+        async def run_job(self, request: RunJobRequest, timeout_s: float) -> RunJobResponse:
+            self.calls.append(request)
+            return canceled if len(self.calls) == 1 else await super().run_job(request, timeout_s)
+
+    sch = scheduler(sched_settings, database, {"node-a": Canceling()})
+    task_id, job_id = await make_task(database)
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    assert (await job_row(database, job_id))["status"] == "queued"
+    assert (await task_row(database, task_id))["status"] == "running"
 
 
 async def test_rejected_job_fails_with_dispatch_error(sched_settings: Settings, database: Database) -> None:

@@ -276,6 +276,11 @@ class Scheduler:
         except DispatchFailed as e:
             await self._store(claim, failure_result(claim.job_id, claim.task_id, "dispatch_error", str(e)))
             return
+        if result.error is not None and result.error.type == "canceled" and claim.attempt < claim.max_attempts:
+            # The node stopped the job (it is shutting down, or its jobs were stopped): not the job's fault.
+            log.warning("node canceled the job; requeued", extra={"job_id": claim.job_id})
+            await self._requeue(claim, refund=0, backoff_s=2.0)
+            return
         await self._store(claim, msgspec.to_builtins(result))
 
     async def _input_files(self, claim: Claim) -> list[InputFile]:

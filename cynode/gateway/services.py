@@ -13,6 +13,8 @@ from cynode.config import Settings
 from cynode.db.pool import Database
 from cynode.gateway.artifacts import ArtifactStore
 from cynode.gateway.audit import AuditWriter
+from cynode.gateway.chat.service import ChatService
+from cynode.gateway.chat.threads import ThreadService
 from cynode.gateway.guard import ClientIp
 from cynode.gateway.tasks.service import TaskService
 
@@ -30,6 +32,8 @@ class GatewayServices:
     user_limiter: RateLimiter
     client_ip: ClientIp
     system_settings: Any = None  # cynode.gateway.settings_api.SettingsService
+    chat: ChatService | None = None
+    threads: ThreadService | None = None
 
     async def read_artifact(self, task_id: str, artifact_id: str) -> tuple[str, bytes]:
         """(name, content) of a task's attachment, for the scheduler to send as a sandbox input file.
@@ -37,6 +41,8 @@ class GatewayServices:
         return await self.tasks.read_input(task_id, artifact_id)
 
     async def stop(self) -> None:
-        """Flush the audit trail (no row is lost at shutdown), then release the hashing threads."""
+        """Flush the audit trails (no row is lost at shutdown), then release the hashing threads."""
+        if self.chat is not None:
+            await self.chat.stop()
         await self.audit.stop()
         self.passwords.close()

@@ -21,6 +21,10 @@ from cynode.auth.service import AuthService
 from cynode.auth.users import UserService
 from cynode.gateway.artifacts import ArtifactStore
 from cynode.gateway.audit import AuditWriter
+from cynode.gateway.chat.audit import ChatAuditWriter
+from cynode.gateway.chat.routes import openai_router, thread_routes
+from cynode.gateway.chat.service import ChatLinks, ChatService
+from cynode.gateway.chat.threads import ThreadService
 from cynode.gateway.guard import ClientIp, GatewayGuard
 from cynode.gateway.routes_auth import auth_routes, user_routes
 from cynode.gateway.routes_tasks import task_routes
@@ -52,7 +56,8 @@ def gateway_routes(orch: Any) -> list[Any]:
     s = orch.settings
     router = Router(
         path="/",
-        route_handlers=[*auth_routes(s), *user_routes(s), *task_routes(s), *settings_routes(s)],
+        route_handlers=[*auth_routes(s), *user_routes(s), *task_routes(s), *settings_routes(s), *thread_routes(s),
+                        openai_router(s)],
         middleware=[DefineMiddleware(GatewayGuard, services=services)],  # type: ignore[arg-type]
         exception_handlers={psycopg.DataError: _data_error},
     )
@@ -73,6 +78,9 @@ async def start_gateway(orch: Any) -> GatewayServices:
     gw = GatewayServices(settings=s, db=db, passwords=passwords, auth=auth, users=users, tasks=tasks,
                          artifacts=artifacts, audit=audit_writer, user_limiter=RateLimiter(s.gateway.user_rate_per_min),
                          client_ip=ClientIp(s.gateway.trusted_proxies), system_settings=SettingsService(db))
+    gw.threads = ThreadService(db, s)
+    gw.chat = ChatService(s, gw.threads, ChatAuditWriter(db), ChatLinks(
+        pma=lambda: orch.pma_client, inference_url=orch.direct_inference_url, inference_models=orch.inference_models))
     try:
         await users.ensure_system_user()
         await users.ensure_initial_admin(s.orchestrator.admin_user, os.environ)
@@ -80,4 +88,5 @@ async def start_gateway(orch: Any) -> GatewayServices:
         passwords.close()
         raise
     audit_writer.start()
+    gw.chat.audit.start()
     return gw
