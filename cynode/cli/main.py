@@ -9,7 +9,9 @@ import click
 from cynode import __version__
 from cynode.cli import server
 from cynode.cli.auth_cmd import auth
+from cynode.cli.chat_cmd import chat
 from cynode.cli.common import CliState, global_options
+from cynode.cli.node_cmd import node
 from cynode.cli.status_cmd import status
 from cynode.cli.task_cmd import task
 
@@ -32,6 +34,8 @@ server.register(cli)
 cli.add_command(status)
 cli.add_command(auth)
 cli.add_command(task)
+cli.add_command(chat)
+cli.add_command(node)
 
 
 def main() -> None:

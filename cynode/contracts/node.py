@@ -276,3 +276,24 @@ class NodeControl(Protocol):
     async def report_capability(self, report: CapabilityReport) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# -- node administration (gateway, admin only) ------------------------------------------------------------------------
+
+
+class NodeSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
+    node_id: str
+    node_slug: str
+    status: str  # active | inactive | drained
+    enabled: bool
+    dispatchable: bool
+    running_jobs: int
+    config_version: str | None = None
+    config_ack_status: str | None = None
+    last_heartbeat: str | None = None
+    capability_summary: dict[str, Any] | None = None
+
+
+class NodeList(msgspec.Struct, omit_defaults=True):
+    nodes: list[NodeSummary]
+    next_cursor: str | None = None

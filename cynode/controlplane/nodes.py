@@ -216,13 +216,20 @@ class NodeRegistry:
                 await self._lock(conn, node_id)
                 await self._refresh_desired(conn, node_id)
 
-    async def _refresh_desired(self, conn: Conn, node_id: str) -> None:
+    async def reissue(self, node_id: str) -> None:
+        """Mint a new config version even though nothing changed (an operator's refresh-config)."""
+        async with self.db.transaction() as conn:
+            await self._lock(conn, node_id)
+            await self._refresh_desired(conn, node_id, force=True)
+        self.on_change()
+
+    async def _refresh_desired(self, conn: Conn, node_id: str, *, force: bool = False) -> None:
         row = await (await conn.execute(q.GET_NODE, {"node_id": node_id})).fetchone()
         assert row is not None
         desired = self._desired(row)
         digest = canonical_hash(desired)
         meta = row["metadata"] or {}
-        if meta.get("desired_config_hash") == digest:
+        if meta.get("desired_config_hash") == digest and not force:
             return
         version = ulid.new().str
         await conn.execute(q.SET_DESIRED_CONFIG, {"node_id": node_id, "version": version, "hash": digest,

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from cynode.controlplane import queries as q
+from cynode.controlplane.admin import NodeAdmin
 from cynode.controlplane.dispatch import WorkerDirectory
 from cynode.controlplane.nodes import NodeRegistry
 from cynode.controlplane.pm_model import PmModelService
@@ -19,8 +20,9 @@ log = logging.getLogger("cynode.controlplane")
 
 class ControlPlaneServices:
     def __init__(self, registry: NodeRegistry, workers: WorkerDirectory, scheduler: Scheduler | None,
-                 pm: PmModelService) -> None:
+                 pm: PmModelService, admin: NodeAdmin) -> None:
         self.registry = registry
+        self.admin = admin
         self.workers = workers
         self.scheduler = scheduler
         self.pm = pm
@@ -79,4 +81,4 @@ async def start_controlplane(orch: Any) -> ControlPlaneServices:
         orch.scheduler = scheduler
         await scheduler.start()
     await pm.start()
-    return ControlPlaneServices(registry, workers, scheduler, pm)
+    return ControlPlaneServices(registry, workers, scheduler, pm, NodeAdmin(orch.db, registry, stale_s))

@@ -12,7 +12,7 @@ from cynode.contracts.tasks import ArtifactList, TaskCanceled, TaskList, TaskLog
 from cynode.errors import FieldError, Invalid, PayloadTooLarge, UnsupportedMediaType
 from cynode.gateway.deps import PathStr
 from cynode.gateway.guard import caller, policy
-from cynode.gateway.pagination import parse_limit
+from cynode.http.pagination import parse_limit
 
 Req = Request[Any, Any, Any]
 

@@ -23,9 +23,9 @@ from cynode.errors import Conflict, FieldError, Invalid, NotFound
 from cynode.gateway import audit
 from cynode.gateway.deps import PathStr
 from cynode.gateway.guard import caller, policy, services_of
-from cynode.gateway.pagination import decode_cursor, encode_cursor, parse_limit
 from cynode.gateway.timefmt import rfc3339
 from cynode.gateway.validation import check_no_nul, read_body
+from cynode.http.pagination import decode_cursor, encode_cursor, parse_limit
 
 Req = Request[Any, Any, Any]
 log = logging.getLogger("cynode.gateway.settings")

@@ -27,6 +27,7 @@ from cynode.gateway.chat.service import ChatLinks, ChatService
 from cynode.gateway.chat.threads import ThreadService
 from cynode.gateway.guard import ClientIp, GatewayGuard
 from cynode.gateway.routes_auth import auth_routes, user_routes
+from cynode.gateway.routes_nodes import node_routes
 from cynode.gateway.routes_tasks import task_routes
 from cynode.gateway.services import GatewayServices
 from cynode.gateway.settings_api import SettingsService, settings_routes
@@ -57,6 +58,7 @@ def gateway_routes(orch: Any) -> list[Any]:
     router = Router(
         path="/",
         route_handlers=[*auth_routes(s), *user_routes(s), *task_routes(s), *settings_routes(s), *thread_routes(s),
+                        *node_routes(lambda: orch.controlplane.admin if orch.controlplane else None),
                         openai_router(s)],
         middleware=[DefineMiddleware(GatewayGuard, services=services)],  # type: ignore[arg-type]
         exception_handlers={psycopg.DataError: _data_error},

@@ -27,7 +27,8 @@ def cli_user_with_pat(context):
         handle = unique_handle("runner")
         create_user(context, handle)
         token = login(context.gateway, handle, context.users[handle]["password"]).json()["access_token"]
-        r = httpx.post(context.gateway + "/v1/auth/tokens", json={"name": "features"}, headers=bearer(token), timeout=30)
+        r = httpx.post(context.gateway + "/v1/auth/tokens", json={"name": "features"}, headers=bearer(token),
+                       timeout=30)
         assert r.status_code == 201, r.text
         user = _pat_users[context.gateway] = {"handle": handle, "pat": r.json()["token"]}
     d = tempfile.mkdtemp(prefix="cynode-feat-cli-")

@@ -38,12 +38,12 @@ from cynode.db.pool import Conn, Database
 from cynode.errors import Conflict, FieldError, Invalid, NotFound
 from cynode.gateway import audit
 from cynode.gateway.artifacts import ArtifactStore
-from cynode.gateway.pagination import decode_cursor, encode_cursor
 from cynode.gateway.tasks import queries as q
 from cynode.gateway.tasks.names import auto_name, explicit_name, is_name, looks_like_uuid, unique_name
 from cynode.gateway.tasks.upload import IncomingFile, read_multipart
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
 from cynode.gateway.validation import decode_body
+from cynode.http.pagination import decode_cursor, encode_cursor
 
 log = logging.getLogger("cynode.gateway.tasks")
 

@@ -1,0 +1,73 @@
+"""Chat storage: one function per query of `queries.py`, over a connection the caller holds (so a use case decides
+its own transaction)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncCursor
+from psycopg.types.json import Jsonb
+
+from cynode.db.pool import Conn
+from cynode.gateway.chat import queries as q
+
+Row = dict[str, Any]
+
+
+class ChatRepo:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def _one(self, sql: str, params: dict[str, Any]) -> Row | None:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchone()
+
+    async def _all(self, sql: str, params: dict[str, Any]) -> list[Row]:
+        cur = await self.conn.execute(sql, params)
+        return await cur.fetchall()
+
+    async def lock_user_project(self, user_id: str, project_id: str) -> None:
+        await self.conn.execute(q.LOCK_USER_PROJECT, {"user_id": user_id, "project_id": project_id})
+
+    async def insert_thread(self, user_id: str, project_id: str, title: str | None) -> Row:
+        row = await self._one(q.INSERT_THREAD, {"user_id": user_id, "project_id": project_id, "title": title})
+        assert row is not None
+        return row
+
+    async def thread(self, thread_id: str) -> Row | None:
+        return await self._one(q.THREAD_BY_ID, {"id": thread_id})
+
+    async def list_threads(self, user_id: str, project_id: str | None, after: tuple[Any, Any] | None,
+                           limit: int) -> list[Row]:
+        after_at, after_id = after or (None, None)
+        return await self._all(q.LIST_THREADS, {"user_id": user_id, "project_id": project_id, "after_at": after_at,
+                                                "after_id": after_id, "limit": limit})
+
+    async def append_to_active_thread(self, user_id: str, project_id: str, idle_s: int, content: str,
+                                      metadata: dict[str, Any]) -> AsyncCursor[Row]:
+        """The cursor, not the row: in pipeline mode the caller fetches after COMMIT was queued."""
+        return await self.conn.execute(q.APPEND_TO_ACTIVE_THREAD, {
+            "user_id": user_id, "project_id": project_id, "idle_s": idle_s, "content": content,
+            "metadata": Jsonb(metadata)})
+
+    async def recent_messages(self, thread_id: str, exclude_id: str, limit: int) -> list[Row]:
+        return await self._all(q.RECENT_MESSAGES, {"thread_id": thread_id, "exclude_id": exclude_id, "limit": limit})
+
+    async def append_message(self, thread_id: str, role: str, content: str, metadata: dict[str, Any]) -> Row:
+        row = await self._one(q.APPEND_MESSAGE, {"thread_id": thread_id, "role": role, "content": content,
+                                                 "metadata": Jsonb(metadata)})
+        assert row is not None
+        return row
+
+    async def add_message(self, thread_id: str, role: str, content: str, metadata: dict[str, Any]) -> None:
+        """`append_message` without reading the row back (so a pipeline need not wait for it)."""
+        await self.conn.execute(q.APPEND_MESSAGE, {"thread_id": thread_id, "role": role, "content": content,
+                                                   "metadata": Jsonb(metadata)})
+
+    async def list_messages(self, thread_id: str, after: tuple[Any, Any] | None, limit: int) -> list[Row]:
+        after_at, after_id = after or (None, None)
+        return await self._all(q.LIST_MESSAGES, {"thread_id": thread_id, "after_at": after_at, "after_id": after_id,
+                                                 "limit": limit})
+
+    async def project_identity(self, project_id: str) -> Row | None:
+        return await self._one(q.PROJECT_IDENTITY, {"id": project_id})
