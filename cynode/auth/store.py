@@ -7,9 +7,7 @@ import uuid
 from typing import Any
 
 from cynode.auth import queries as q
-from cynode.db.pool import Conn
-
-Row = dict[str, Any]
+from cynode.db.repo import Repo, Row
 
 
 def valid_ip(value: str | None) -> str | None:
@@ -21,18 +19,7 @@ def valid_ip(value: str | None) -> str | None:
         return None
 
 
-class IdentityRepo:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-
-    async def _one(self, sql: str, params: dict[str, Any]) -> Row | None:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchone()
-
-    async def _all(self, sql: str, params: dict[str, Any]) -> list[Row]:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchall()
-
+class IdentityRepo(Repo):
     async def _run(self, sql: str, params: dict[str, Any]) -> int:
         cur = await self.conn.execute(sql, params)
         return cur.rowcount

@@ -11,8 +11,6 @@ ContextVar set by the gateway middleware); outside a request it does nothing.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from contextvars import ContextVar
@@ -22,6 +20,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from cynode.db.batch import CopyBatchWriter
 from cynode.db.pool import Conn, Database
 
 log = logging.getLogger("cynode.gateway.audit")
@@ -109,29 +108,16 @@ def deny() -> None:
     note(decision="deny")
 
 
-class AuditWriter:
+class AuditWriter(CopyBatchWriter):
     def __init__(self, db: Database) -> None:
-        self.db = db
-        self._queue: list[AuditRecord] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._lock = asyncio.Lock()  # one flush at a time, so no batch is written twice
-        self._late: asyncio.Future[bool] | None = None
+        super().__init__(db, COPY, name="gateway audit", flush_interval_s=FLUSH_INTERVAL_S, max_batch=MAX_BATCH,
+                         max_backlog=MAX_BACKLOG)
 
-    def submit(self, rec: AuditRecord) -> None:
-        if rec.written:
+    def submit(self, rec: AuditRecord) -> None:  # type: ignore[override]
+        if rec.written:  # written in its own transaction already (write_in)
             return
         rec.written = True
-        if len(self._queue) >= MAX_BACKLOG:
-            log.error("gateway audit backlog full; dropping the oldest row",
-                      extra={"request_id": self._queue[0].request_id})
-            self._queue.pop(0)
-        self._queue.append(rec)
-        if self._stopping:  # a request that finished during shutdown: write it now (a failure is logged)
-            self._late = asyncio.ensure_future(self.flush())
-        elif len(self._queue) >= MAX_BATCH:
-            self._wake.set()
+        super().submit(rec)
 
     async def write_in(self, conn: Conn, rec: AuditRecord, status: int) -> None:
         """Write the record inside the caller's transaction (a savepoint, so a failure does not undo the caller)."""
@@ -143,48 +129,3 @@ class AuditWriter:
         except Exception as e:
             log.error("gateway audit write failed; queued for retry",
                       extra={"request_id": rec.request_id, "error": type(e).__name__})
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="gateway-audit-writer")
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL_S)
-            self._wake.clear()
-            await self.flush()
-
-    async def flush(self) -> bool:
-        """Write everything queued; on failure the rows stay queued for the next attempt. True when empty."""
-        async with self._lock:
-            return await self._flush()
-
-    async def _flush(self) -> bool:
-        while self._queue:
-            batch = self._queue[:MAX_BATCH]
-            try:
-                async with self.db.connection() as conn, conn.cursor() as cur, cur.copy(COPY) as copy:
-                    for rec in batch:
-                        await copy.write_row(rec.row())
-            except Exception as e:
-                log.error("gateway audit batch failed; will retry",
-                          extra={"rows": len(batch), "error": type(e).__name__})
-                return False
-            del self._queue[: len(batch)]
-        return True
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _ in range(5):
-            if await self.flush():
-                return
-            await asyncio.sleep(0.5)
-        log.error("gateway audit rows could not be written at shutdown", extra={"rows": len(self._queue)})

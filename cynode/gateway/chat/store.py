@@ -8,24 +8,11 @@ from typing import Any
 from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
-from cynode.db.pool import Conn
+from cynode.db.repo import Repo, Row
 from cynode.gateway.chat import queries as q
 
-Row = dict[str, Any]
 
-
-class ChatRepo:
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-
-    async def _one(self, sql: str, params: dict[str, Any]) -> Row | None:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchone()
-
-    async def _all(self, sql: str, params: dict[str, Any]) -> list[Row]:
-        cur = await self.conn.execute(sql, params)
-        return await cur.fetchall()
-
+class ChatRepo(Repo):
     async def lock_user_project(self, user_id: str, project_id: str) -> None:
         await self.conn.execute(q.LOCK_USER_PROJECT, {"user_id": user_id, "project_id": project_id})
 

@@ -1,0 +1,96 @@
+"""A background writer that appends rows in batches with COPY: for audit trails written on hot paths.
+
+Records are queued in memory and written within `flush_interval_s` (or at once when a batch fills), so a request
+pays no extra round trip for its audit row. A failed batch stays queued and is retried (and logged); `stop()`
+flushes what is left, so no row is dropped silently. Only a backlog over `max_backlog` (the database being gone
+for a long time) drops the oldest rows, loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Protocol
+
+from cynode.db.pool import Database
+
+log = logging.getLogger("cynode.db.batch")
+
+
+class Record(Protocol):
+    request_id: str
+
+    def row(self) -> tuple[Any, ...]: ...
+
+
+class CopyBatchWriter:
+    def __init__(self, db: Database, copy_sql: str, *, name: str, flush_interval_s: float = 0.5,
+                 max_batch: int = 2000, max_backlog: int = 100_000) -> None:
+        self.db = db
+        self.copy_sql = copy_sql
+        self.name = name
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self.max_backlog = max_backlog
+        self._queue: list[Any] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._lock = asyncio.Lock()  # one flush at a time, so no batch is written twice
+        self._late: set[asyncio.Future[bool]] = set()
+
+    def submit(self, rec: Record) -> None:
+        if len(self._queue) >= self.max_backlog:
+            log.error("%s backlog full; dropping the oldest row", self.name,
+                      extra={"request_id": self._queue[0].request_id})
+            self._queue.pop(0)
+        self._queue.append(rec)
+        if self._stopping:  # finished during shutdown: write it now (a failure is logged)
+            late = asyncio.ensure_future(self.flush())
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+        elif len(self._queue) >= self.max_batch:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-writer")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        """Write everything queued; on failure the rows stay queued for the next attempt. True when empty."""
+        async with self._lock:
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                try:
+                    async with self.db.connection() as conn, conn.cursor() as cur, cur.copy(self.copy_sql) as copy:
+                        for rec in batch:
+                            await copy.write_row(rec.row())
+                except Exception as e:
+                    log.error("%s batch failed; will retry", self.name,
+                              extra={"rows": len(batch), "error": type(e).__name__})
+                    return False
+                del self._queue[: len(batch)]
+            return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _ in range(5):
+            if await self.flush():
+                return
+            await asyncio.sleep(0.5)
+        log.error("%s rows could not be written at shutdown", self.name, extra={"rows": len(self._queue)})
