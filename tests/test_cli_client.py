@@ -18,6 +18,7 @@ from tests.conftest import TEMPLATE, _with_db
 from tests.support.system import ServeProcess, cynode_cli
 
 ADMIN_PW = "cli-admin-password"
+NODE_PSK = "cli-node-psk-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def server(pg_root_uri: str, pg_template: str) -> Iterator[ServeProcess]:
     with psycopg.connect(pg_root_uri, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     p = ServeProcess("orchestrator", name="cli", env={
-        "CYNODE_DATABASE_URL": _with_db(pg_root_uri, name), "CYNODE_ADMIN_PASSWORD": ADMIN_PW}).start()
+        "CYNODE_DATABASE_URL": _with_db(pg_root_uri, name), "CYNODE_ADMIN_PASSWORD": ADMIN_PW,
+        "CYNODE_NODE_REGISTRATION_PSK": NODE_PSK}).start()
     try:
         p.wait_accepting(120)
         yield p
@@ -199,3 +201,27 @@ def test_status_reports_reachability_readiness_and_user(home: dict[str, str]) ->
     assert doc["user"]["handle"] == "admin"
     r = cli({**home, "CYNODE_GATEWAY_URL": "http://127.0.0.1:9"}, "status")
     assert r.returncode == 7
+
+
+def test_node_commands_for_admins(home: dict[str, str], server: ServeProcess) -> None:
+    import httpx
+    import msgspec
+
+    from tests.support.nodes import capability
+
+    r = httpx.post(server.url("controlplane") + "/v1/nodes/register", timeout=30,
+                   json={"psk": NODE_PSK, "capability": msgspec.to_builtins(capability("cli-node", inference=False))})
+    assert r.status_code in (200, 201), r.text
+    login(home)
+    listed = json.loads(cli(home, "-o", "json", "node", "list").stdout)
+    assert [n["node_slug"] for n in listed["nodes"]] == ["cli-node"]
+    table = cli(home, "node", "list")
+    assert table.returncode == 0 and "cli-node" in table.stdout
+    drained = json.loads(cli(home, "-o", "json", "node", "drain", "cli-node").stdout)
+    assert drained["status"] == "drained"
+    assert json.loads(cli(home, "-o", "json", "node", "enable", "cli-node").stdout)["status"] == "active"
+    assert json.loads(cli(home, "-o", "json", "node", "get", "cli-node").stdout)["node_slug"] == "cli-node"
+    assert cli(home, "node", "refresh-config", "cli-node").returncode == 0
+    assert cli(home, "node", "disable", "cli-node").returncode == 0
+    missing = cli(home, "node", "get", "no-such-node")
+    assert missing.returncode == 4 and len(missing.stderr.strip().splitlines()) == 1

@@ -231,3 +231,44 @@ def test_result_shape_is_the_worker_response() -> None:
     r = RunJobResponse(version=1, task_id="t", job_id="j", status="completed", exit_code=0, stdout="", stderr="",
                        started_at="s", ended_at="e")
     assert msgspec.to_builtins(r)["truncated"] == {"stdout": False, "stderr": False}
+
+
+async def test_prompt_jobs_are_answered_converted_or_left_queued(sched_settings: Settings, database: Database) -> None:
+    from cynode.controlplane.prompts import ModelCallOutcome, PromptExecutor
+
+    outcomes: list[ModelCallOutcome] = []
+
+    async def model_call(ids: dict[str, Any], payload: Any) -> ModelCallOutcome:
+        return outcomes.pop(0)
+
+    directory = WorkerDirectory(bearer_for=lambda *_: "t")
+    sch = Scheduler(sched_settings, database, directory, model_call=model_call)
+    # no path: back to the queue
+    task_id, job_id = await make_task(database, kind="model_call")
+    outcomes.append(ModelCallOutcome())
+    [c] = await sch.claim(1)
+    assert c.node is None
+    await sch.execute(c)
+    job = await job_row(database, job_id)
+    assert job["status"] == "queued" and job["kind"] == "model_call" and job["attempt"] == 0
+    # the model answered
+    async with database.connection() as conn:
+        await conn.execute("UPDATE jobs SET not_before = NULL")
+    outcomes.append(ModelCallOutcome(result={"version": 1, "status": "completed", "exit_code": 0, "stdout": "hi"}))
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    await sch.flush()
+    assert (await task_row(database, task_id))["status"] == "completed"
+    # direct inference failed: the job becomes a sandbox model-call job for an inference node
+    task2, job2 = await make_task(database, kind="model_call")
+    fallback = PromptExecutor(sched_settings).sandbox_fallback("hello")
+    outcomes.append(ModelCallOutcome(fallback=fallback))
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    job = await job_row(database, job2)
+    assert job["kind"] == "sandbox" and job["status"] == "queued"
+    assert job["payload"]["sandbox"]["command"] == ["cynode-model-call"] and job["payload"]["sandbox"]["use_inference"]
+    await add_node(sched_settings, database, "infer")
+    sch.wake()
+    [c] = await sch.claim(1)
+    assert c.node is not None and c.node.node_slug == "infer" and c.task_id == task2

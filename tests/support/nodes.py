@@ -13,7 +13,8 @@ from cynode.db.pool import Database
 
 def capability(slug: str = "node-a", *, base_url: str = "http://127.0.0.1:12090", inference: bool = True,
                running: bool = True, sandbox: bool = True, labels: list[str] | None = None,
-               existing: bool = False, version: int = 1, **extra: Any) -> CapabilityReport:
+               existing: bool = False, version: int = 1, models: list[dict[str, Any]] | None = None,
+               **extra: Any) -> CapabilityReport:
     doc: dict[str, Any] = {
         "version": version, "reported_at": "2026-11-25T00:00:00Z",
         "node": {"node_slug": slug, **({"labels": labels} if labels else {})},
@@ -21,7 +22,8 @@ def capability(slug: str = "node-a", *, base_url: str = "http://127.0.0.1:12090"
         "compute": {"cpu_cores": 2, "ram_mb": 1024},
         "worker_api": {"base_url": base_url},
         "sandbox": {"supported": sandbox},
-        "inference": {"supported": inference, "mode": "allow", "existing_service": existing, "running": running},
+        "inference": {"supported": inference, "mode": "allow", "existing_service": existing, "running": running,
+                      **({"models": models} if models else {})},
         **extra,
     }
     return msgspec.convert(doc, CapabilityReport)
