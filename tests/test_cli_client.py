@@ -225,3 +225,33 @@ def test_node_commands_for_admins(home: dict[str, str], server: ServeProcess) ->
     assert cli(home, "node", "disable", "cli-node").returncode == 0
     missing = cli(home, "node", "get", "no-such-node")
     assert missing.returncode == 4 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_task_inputs_cancel_watch_and_logs(home: dict[str, str], tmp_path: Path) -> None:
+    """No worker serves this orchestrator, so tasks stay queued until canceled."""
+    login(home)
+    script = tmp_path / "job.sh"
+    script.write_text("echo from-a-script\n")
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("Summarise this file, please")
+    made = json.loads(cli(home, "-o", "json", "task", "create", "-s", str(script)).stdout)
+    assert made["input_mode"] == "script"
+    made = json.loads(cli(home, "-o", "json", "task", "create", "-f", str(prompt)).stdout)
+    assert made["input_mode"] == "prompt" and made["task_name"] == "summarise-this-file-please"
+    r = cli(home, "-o", "json", "task", "create", "--command", "echo a", "--command", "echo b", "--name", "two")
+    made = json.loads(r.stdout)
+    assert made["input_mode"] == "commands" and made["task_name"] == "two"
+
+    r = cli(home, "task", "cancel", "two", "-y")
+    assert r.returncode == 0, r.stderr
+    again = json.loads(cli(home, "-o", "json", "task", "cancel", "two", "-y").stdout)
+    assert again["status"] == "canceled"  # idempotent
+    watch = cli(home, "task", "watch", "two")
+    assert watch.returncode == 0 and "canceled" in watch.stdout
+    logs = json.loads(cli(home, "-o", "json", "task", "logs", "two", "--stream", "stdout").stdout)
+    assert logs["stream"] == "stdout" and logs["lines"] in ([], [""])
+    assert cli(home, "task", "logs", "two").returncode == 0
+    listed = json.loads(cli(home, "-o", "json", "task", "list", "--status", "canceled").stdout)
+    assert [t["task_name"] for t in listed["tasks"]] == ["two"]
+    assert cli(home, "task", "create").returncode == 2  # nothing to run: a usage error
+    assert cli(home, "task", "result", "two", "--strict").returncode == 1

@@ -52,3 +52,21 @@ def test_a_missing_podman_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
 def test_base_image_tag_follows_the_image_tag() -> None:
     assert image.base_tag("localhost/cynode-sandbox:0.1") == "localhost/cynode-sandbox-base:0.1"
     assert image.base_tag("localhost:5000/sandbox") == "localhost:5000/sandbox-base:latest"
+
+
+@pytest.mark.podman
+def test_a_forced_local_build_under_another_tag_gives_a_working_image() -> None:
+    """The no-registry path (cached debootstrap rootfs -> podman import -> podman build), run in-process."""
+    if shutil.which("podman") is None or shutil.which("debootstrap") is None:
+        pytest.skip("podman or debootstrap is not installed")
+    tag = "localhost/cynode-sandbox-buildtest:0.1"
+    try:
+        assert image.main(["ensure", "--image", tag, "--method", "local", "--force"]) == 0
+        assert image.image_hash(tag) == image.build_hash(image.containers_dir() / "Containerfile.local")
+        assert image.main(["ensure", "--image", tag]) == 0  # current: nothing to do
+        probe = subprocess.run(["podman", "run", "--rm", "--network=none", tag, "id", "-u"], capture_output=True,
+                               text=True, env=image.podman_env(), check=False)
+        assert probe.stdout.strip() == "65534", probe.stderr
+    finally:
+        for t in (tag, image.base_tag(tag)):
+            subprocess.run(["podman", "rmi", "-f", t], capture_output=True, env=image.podman_env(), check=False)
