@@ -4,7 +4,7 @@ import importlib
 import sys
 import time
 
-SUITES = ["startup", "gateway", "scheduler", "sandbox", "e2e", "inference"]
+SUITES = ["startup", "gateway", "scheduler", "sandbox", "e2e", "inference", "chat"]
 
 
 def main(argv: list[str]) -> int:
