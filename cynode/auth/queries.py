@@ -4,12 +4,8 @@ from __future__ import annotations
 
 # -- the per-request principal (one round trip: session or token, user, groups, system roles) ----------------------
 
-PRINCIPAL_BY_SESSION = """
-WITH me AS (
-    SELECT u.id AS user_id, u.handle, NULL::text AS token_id
-    FROM refresh_sessions s JOIN users u ON u.id = s.user_id
-    WHERE s.id = %(sid)s AND s.user_id = %(uid)s AND s.is_active AND s.expires_at > now() AND u.is_active
-), grp AS (
+# Both principal queries end the same way: the user's active groups, and system roles held directly or by a group.
+_PRINCIPAL_TAIL = """), grp AS (
     SELECT m.group_id FROM group_memberships m JOIN groups g ON g.id = m.group_id
     WHERE m.user_id = (SELECT user_id FROM me) AND m.is_active AND g.is_active
 )
@@ -23,6 +19,13 @@ SELECT me.user_id::text AS user_id, me.handle, me.token_id,
 FROM me
 """
 
+PRINCIPAL_BY_SESSION = """
+WITH me AS (
+    SELECT u.id AS user_id, u.handle, NULL::text AS token_id
+    FROM refresh_sessions s JOIN users u ON u.id = s.user_id
+    WHERE s.id = %(sid)s AND s.user_id = %(uid)s AND s.is_active AND s.expires_at > now() AND u.is_active
+""" + _PRINCIPAL_TAIL  # noqa: S608 - constants joined, no input
+
 # last_used_at is written at most once a minute per token, so a busy token does not write on every request.
 PRINCIPAL_BY_API_TOKEN = """
 WITH me AS (
@@ -34,19 +37,7 @@ WITH me AS (
     UPDATE api_tokens SET last_used_at = now()
     WHERE id = (SELECT token_id::uuid FROM me)
       AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')
-), grp AS (
-    SELECT m.group_id FROM group_memberships m JOIN groups g ON g.id = m.group_id
-    WHERE m.user_id = (SELECT user_id FROM me) AND m.is_active AND g.is_active
-)
-SELECT me.user_id::text AS user_id, me.handle, me.token_id,
-    ARRAY(SELECT group_id::text FROM grp ORDER BY 1) AS group_ids,
-    ARRAY(SELECT DISTINCT r.name FROM role_bindings b JOIN roles r ON r.id = b.role_id
-          WHERE b.is_active AND b.scope_type = 'system'
-            AND ((b.subject_type = 'user' AND b.subject_id = me.user_id)
-                 OR (b.subject_type = 'group' AND b.subject_id IN (SELECT group_id FROM grp)))
-          ORDER BY 1) AS roles
-FROM me
-"""
+""" + _PRINCIPAL_TAIL  # noqa: S608 - constants joined, no input
 
 # -- users and credentials -----------------------------------------------------------------------------------------
 
