@@ -94,3 +94,21 @@ async def database(settings: Settings, db_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[str]:
+    """The built-in model server on its own thread and loop, shared by the whole session (loaded once); tests talk
+    to it over real HTTP as the gateway, the PMA and the worker do."""
+    import asyncio
+    import threading
+
+    from cynode.inference.server import EmbeddedModelServer
+
+    loop = asyncio.new_event_loop()
+    server = EmbeddedModelServer(load_settings(None, {}).worker.inference)
+    url = loop.run_until_complete(server.start("127.0.0.1:0"))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    yield url
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,19 +44,6 @@ SECRETS = {
 
 # -- the built-in model server and stand-ins ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def model_server() -> Iterator[str]:
-    """The built-in model server on its own thread and loop (the gateway talks to it over real HTTP)."""
-    from cynode.inference.server import EmbeddedModelServer
-
-    loop = asyncio.new_event_loop()
-    server = EmbeddedModelServer(load_settings(None, {}).worker.inference)
-    url = loop.run_until_complete(server.start("127.0.0.1:0"))
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    yield url
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
 
 
 @dataclass

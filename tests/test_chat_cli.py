@@ -18,7 +18,6 @@ from tests.test_chat_api import (  # noqa: F401
     ChatEnv,
     MakeChat,
     make_chat,
-    model_server,
     pma_service,
 )
 

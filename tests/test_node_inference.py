@@ -12,10 +12,9 @@ import aiohttp
 from cynode.config import load_settings
 from cynode.contracts.node import InferenceBackendConfig
 from cynode.worker.inference import PROXY_URL_IN_SANDBOX, NodeInference
-from tests.test_pma import model_server  # noqa: F401 - the built-in model server, standing in for an Ollama
 
 
-async def test_an_existing_service_is_used_and_reported(model_server: str) -> None:  # noqa: F811
+async def test_an_existing_service_is_used_and_reported(model_server: str) -> None:
     short = tempfile.mkdtemp(prefix="ni-")  # socket paths must stay under 107 bytes; pytest's tmp_path is long
     s = load_settings(None, {"CYNODE_DATA_DIR": short, "OLLAMA_UPSTREAM_URL": model_server})
     changes: list[int] = []
@@ -43,7 +42,7 @@ async def test_an_existing_service_is_used_and_reported(model_server: str) -> No
     shutil.rmtree(short, ignore_errors=True)
 
 
-async def test_a_socket_path_over_the_limit_gives_no_proxy(tmp_path: Path, model_server: str) -> None:  # noqa: F811
+async def test_a_socket_path_over_the_limit_gives_no_proxy(tmp_path: Path, model_server: str) -> None:
     deep = tmp_path / ("d" * 60)
     s = load_settings(None, {"CYNODE_DATA_DIR": str(deep), "OLLAMA_UPSTREAM_URL": model_server})
     node = NodeInference(s)

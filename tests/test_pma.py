@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,21 +70,6 @@ def test_think_blocks_are_stripped() -> None:
     assert strip_think("<think>hmm\nok</think> Answer") == "Answer"
 
 
-@pytest.fixture(scope="module")
-def model_server():
-    """The built-in model server on its own thread (the PMA talks to it over real HTTP)."""
-    from cynode.inference.server import EmbeddedModelServer
-
-    loop = asyncio.new_event_loop()
-    import threading
-
-    server = EmbeddedModelServer(load_settings(None, {}).worker.inference)
-    url = loop.run_until_complete(server.start("127.0.0.1:0"))
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    yield url
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
 
 
 @pytest.mark.model

@@ -9,7 +9,6 @@ import pytest
 from cynode.config import load_settings
 from cynode.contracts.jobs import JobPayload
 from cynode.controlplane.prompts import ENV_PROMPT_LIMIT, MODEL_CALL_COMMAND, PromptExecutor
-from tests.test_pma import model_server  # noqa: F401 - the built-in model server fixture
 
 IDS = {"job_id": "j1", "task_id": "t1"}
 
@@ -23,7 +22,7 @@ def prompt(text: str) -> JobPayload:
 
 
 @pytest.mark.model
-async def test_direct_inference_answers_with_the_model(tmp_path: Path, model_server: str) -> None:  # noqa: F811
+async def test_direct_inference_answers_with_the_model(tmp_path: Path, model_server: str) -> None:
     ex = PromptExecutor(settings(tmp_path), local_url=lambda: model_server, pm_model=lambda: "gemma3:270m")
     out = await ex(IDS, prompt("Say hello."))
     assert out.result is not None and out.fallback is None
