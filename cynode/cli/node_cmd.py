@@ -8,16 +8,13 @@ import click
 
 from cynode.cli.client import GatewayClient, load_config, run_cli
 from cynode.cli.common import CliState
-from cynode.cli.output import emit_json, emit_table
+from cynode.cli.output import emit_table
 
 COLUMNS = ["node_slug", "status", "dispatchable", "running_jobs", "last_heartbeat", "config_ack_status"]
 
 
 def _show(obj: CliState, nodes: list[dict[str, Any]], raw: Any) -> None:
-    if obj.json:
-        emit_json(raw)
-        return
-    emit_table(obj, "Nodes", COLUMNS, nodes)
+    emit_table(obj, "Nodes", COLUMNS, nodes, raw=raw)  # -o json prints `raw`
 
 
 @click.group("node")
