@@ -9,7 +9,9 @@ class StopScanner:
     """Feed decoded pieces; get back what may be shown now and whether a stop sequence was reached.
 
     A stop string can span tokens, so the scanner holds back the longest tail of the text that is still a prefix
-    of some stop string, and cuts everything from the earliest complete match on.
+    of some stop string. Generation ends at the first stop string to be completed (the match that ends earliest;
+    of two ending together, the longer), which is what a model emitting one character at a time would hit, so the
+    cut does not depend on how the text was split into pieces.
     """
 
     def __init__(self, stops: Iterable[str]) -> None:
@@ -23,11 +25,12 @@ class StopScanner:
         if not self._stops:
             return piece
         text = self._held + piece
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        # The first occurrence of each stop is also its earliest-ending one.
+        hits = [(i + len(s), i) for s in self._stops if (i := text.find(s)) >= 0]
+        if hits:
             self._held = ""
             self.stopped = True
-            return text[:cut]
+            return text[: min(hits)[1]]
         keep = self._partial_tail(text)
         self._held = text[len(text) - keep :]
         return text[: len(text) - keep]
