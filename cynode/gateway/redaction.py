@@ -23,8 +23,14 @@ THREAD_THRESHOLD = 64 * 1024
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END[A-Z0-9 ]*-----|.*\Z)", re.DOTALL)
 
+_NAMES = r"(?i:api[_-]?key|secret|password|token)"
+# A value never starts a `name: value` of its own ("Bearer password: x" must lose x, not the word "password:"),
+# and "Bearer " in front of a value belongs to it ("token: Bearer x" must lose x).
+_NOT_A_NAME = rf"""(?!{_NAMES}["']?\s*[:=])"""
+_BEARER = r"(?i:bearer)"
 # <value> of the `name: value` rules: a quoted string or a run of non-space characters.
-_VALUE = r"""(?P<{g}q>["'])?(?P<{g}v>(?({g}q)[^"'\r\n]*|\S+))(?({g}q)(?P={g}q))"""
+_VALUE = (rf"""(?P<{{g}}q>["'])?{_NOT_A_NAME}"""
+          rf"""(?P<{{g}}v>(?({{g}}q)[^"'\r\n]*|(?:{_BEARER}\s+)?\S+))(?({{g}}q)(?P={{g}}q))""")
 
 
 def _named(group: str, name: str) -> str:
@@ -38,7 +44,7 @@ _RULES: list[tuple[str, str, str]] = [
     ("ak", "api_key", _named("ak", r"(?i:api[_-]?key|secret)")),
     ("pw", "password", _named("pw", r"(?i:password)")),
     ("tk", "token", _named("tk", r"(?i:token)")),
-    ("br", "token", r"(?P<brn>(?i:bearer))\s+(?P<brv>[^\s\"',;]+)"),
+    ("br", "token", rf"(?P<brn>{_BEARER})(?:\s+{_BEARER})*\s+{_NOT_A_NAME}(?P<brv>[^\s\"',;]+)"),
     ("sk", "api_key", r"sk-[A-Za-z0-9._-]{20,}"),
     ("aws", "api_key", r"AKIA[0-9A-Z]{16}"),
     ("gh", "token", r"gh[pousr]_[A-Za-z0-9]{36,}"),
@@ -47,6 +53,7 @@ _RULES: list[tuple[str, str, str]] = [
 ]
 _KIND = {group: kind for group, kind, _ in _RULES}
 _COMBINED = re.compile("|".join(f"(?P<{g}>{p})" for g, _, p in _RULES))
+_SHAPED = re.compile("|".join(f"(?P<{g}>{p})" for g, _, p in _RULES[4:]))  # secrets known by their shape alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +87,11 @@ def redact(text: str) -> Redacted:
             kinds.add(_KIND[group])
             return f"{m.group(group + 'n')}{m.group(group + 'c')}: {quote}{PLACEHOLDER}{quote}"
         if group == "br":
-            if m.group("brv") == PLACEHOLDER:
+            value = m.group("brv")
+            if value == PLACEHOLDER:
                 return whole
-            kinds.add("token")
+            shaped = _SHAPED.fullmatch(value)  # "Bearer sk-..." is an api_key
+            kinds.add(_KIND[shaped.lastgroup or ""] if shaped else "token")
             return f"{m.group('brn')} {PLACEHOLDER}"
         kinds.add(_KIND[group])
         return PLACEHOLDER
