@@ -6,6 +6,7 @@ what is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -238,3 +239,24 @@ async def test_secrets_never_reach_the_logs_or_audit(gateway: Gateway, caplog: A
         "SELECT * FROM gateway_audit_log"))
     for secret in (ADMIN_PASSWORD, "wrong-password-123", tokens["access_token"], tokens["refresh_token"]):
         assert secret not in dump
+
+
+async def test_concurrent_requests_each_get_their_own_principal_and_only_live_sessions_pass(gateway: Gateway) -> None:
+    # The gateway answers the session checks of concurrent requests with one query: mixing callers, a logged-out
+    # session and a session presented under another user's id must still resolve each request on its own.
+    admin = await gateway.token()
+    bob = await gateway.user("bob", admin_headers=admin)
+    carol = await gateway.user("carol", admin_headers=admin)
+    ended = await gateway.login("carol", "user-password-1")
+    assert (await gateway.client.post("/v1/auth/logout", headers=bearer(ended["access_token"]))).status_code == 204
+    admin_claims = jwt.decode(admin["Authorization"][7:], JWT_SECRET, algorithms=["HS256"])
+    bob_claims = jwt.decode(bob["Authorization"][7:], JWT_SECRET, algorithms=["HS256"])
+    swapped, _ = encode_jwt({"sub": bob_claims["sub"], "handle": "bob", "sid": admin_claims["sid"]}, JWT_SECRET, 60,
+                            "access")
+    task = (await gateway.client.post("/v1/tasks", json={"prompt": "bob's"}, headers=bob)).json()["id"]
+    cases = [(admin, 200, "admin"), (bob, 200, "bob"), (carol, 200, "carol"),
+             (bearer(ended["access_token"]), 401, None), (bearer(swapped), 401, None)] * 4
+    responses = await asyncio.gather(*(gateway.client.get("/v1/users/me", headers=h) for h, _, _ in cases))
+    assert [(r.status_code, r.json().get("handle")) for r in responses] == [(s, h) for _, s, h in cases]
+    reads = await asyncio.gather(*(gateway.client.get(f"/v1/tasks/{task}", headers=h) for h in (admin, bob, carol) * 3))
+    assert [r.status_code for r in reads] == [200, 200, 404] * 3

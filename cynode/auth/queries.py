@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-# -- the per-request principal (one round trip: session or token, user, groups, system roles) ----------------------
+# -- the per-request principal (session or token, user, groups, system roles: one round trip) ----------------------
 
-# Both principal queries end the same way: the user's active groups, and system roles held directly or by a group.
-_PRINCIPAL_TAIL = """), grp AS (
-    SELECT m.group_id FROM group_memberships m JOIN groups g ON g.id = m.group_id
-    WHERE m.user_id = (SELECT user_id FROM me) AND m.is_active AND g.is_active
-)
-SELECT me.user_id::text AS user_id, me.handle, me.token_id,
-    ARRAY(SELECT group_id::text FROM grp ORDER BY 1) AS group_ids,
+# Both principal queries end the same way, per row of `me` (`uid`: the user id as uuid, for the joins): the user's
+# active groups, and the system roles held directly or through one of those groups.
+_PRINCIPAL_TAIL = """)
+SELECT me.*,
+    ARRAY(SELECT m.group_id::text FROM group_memberships m JOIN groups g ON g.id = m.group_id
+          WHERE m.user_id = me.uid AND m.is_active AND g.is_active ORDER BY 1) AS group_ids,
     ARRAY(SELECT DISTINCT r.name FROM role_bindings b JOIN roles r ON r.id = b.role_id
           WHERE b.is_active AND b.scope_type = 'system'
-            AND ((b.subject_type = 'user' AND b.subject_id = me.user_id)
-                 OR (b.subject_type = 'group' AND b.subject_id IN (SELECT group_id FROM grp)))
+            AND ((b.subject_type = 'user' AND b.subject_id = me.uid)
+                 OR (b.subject_type = 'group' AND b.subject_id IN (
+                     SELECT m.group_id FROM group_memberships m JOIN groups g ON g.id = m.group_id
+                     WHERE m.user_id = me.uid AND m.is_active AND g.is_active)))
           ORDER BY 1) AS roles
 FROM me
 """
 
-PRINCIPAL_BY_SESSION = """
+# Many sessions at once (the gateway coalesces the checks of concurrent requests): one row per live session.
+PRINCIPALS_BY_SESSIONS = """
 WITH me AS (
-    SELECT u.id AS user_id, u.handle, NULL::text AS token_id
+    SELECT s.id::text AS session_id, u.id AS uid, u.id::text AS user_id, u.handle
     FROM refresh_sessions s JOIN users u ON u.id = s.user_id
-    WHERE s.id = %(sid)s AND s.user_id = %(uid)s AND s.is_active AND s.expires_at > now() AND u.is_active
+    WHERE s.id = ANY(%(sids)s::uuid[]) AND s.is_active AND s.expires_at > now() AND u.is_active
 """ + _PRINCIPAL_TAIL  # noqa: S608 - constants joined, no input
 
 # last_used_at is written at most once a minute per token, so a busy token does not write on every request.
 PRINCIPAL_BY_API_TOKEN = """
 WITH me AS (
-    SELECT u.id AS user_id, u.handle, t.id::text AS token_id
+    SELECT u.id AS uid, u.id::text AS user_id, u.handle, t.id::text AS token_id
     FROM api_tokens t JOIN users u ON u.id = t.user_id
     WHERE t.token_hash = %(hash)s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
       AND u.is_active

@@ -25,9 +25,11 @@ from cynode.auth.tokens import (
 )
 from cynode.config import Settings, parse_duration
 from cynode.contracts.auth import ApiTokenCreate, ApiTokenCreated, ApiTokenInfo, TokenPair
+from cynode.db.coalesce import Coalescer
 from cynode.db.pool import Database
 from cynode.errors import DomainError, NotFound, RateLimited, Unauthenticated
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
+from cynode.ids import canonical_uuid
 
 log = logging.getLogger("cynode.auth")
 
@@ -47,13 +49,6 @@ class AuditWriteFailed(DomainError):
     """An auth event could not be recorded: the request fails with a generic 500 (orchestrator.md §12)."""
 
 
-def parse_uuid(value: object) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 class AuthService:
     def __init__(self, db: Database, settings: Settings, jwt_secret: bytes, passwords: Passwords) -> None:
         self.db = db
@@ -64,6 +59,8 @@ class AuthService:
         self.refresh_ttl = int(parse_duration(settings.auth.refresh_ttl))
         self.login_limiter = RateLimiter(settings.gateway.login_rate_per_min)
         self.lockout = Lockout(settings.auth.lockout_failures, parse_duration(settings.auth.lockout_window))
+        # Session checks of concurrent requests share one query; each still starts after its request arrived.
+        self._sessions: Coalescer[str, Row] = Coalescer(self._live_sessions)
 
     # -- audit -----------------------------------------------------------------------------------------------------
 
@@ -195,14 +192,17 @@ class AuthService:
                 raise Unauthenticated("invalid or revoked token")
             return _principal(row, "api_token", token_id=row["token_id"])
         claims = self.verify_access(bearer)
-        uid, sid = parse_uuid(claims.get("sub")), parse_uuid(claims.get("sid"))
+        uid, sid = canonical_uuid(claims.get("sub")), canonical_uuid(claims.get("sid"))
         if uid is None or sid is None:
             raise Unauthenticated("invalid token")
-        async with self.db.connection() as conn:
-            row = await IdentityRepo(conn).principal_by_session(uid, sid)
-        if row is None:
+        row = await self._sessions.get(sid)
+        if row is None or row["user_id"] != uid:
             raise Unauthenticated("session ended; log in again")
-        return _principal(row, "access", session_id=str(sid))
+        return _principal(row, "access", session_id=sid)
+
+    async def _live_sessions(self, session_ids: list[str]) -> dict[str, Row]:
+        async with self.db.connection() as conn:
+            return await IdentityRepo(conn).principals_by_sessions(session_ids)
 
     # -- personal API tokens ---------------------------------------------------------------------------------------
 
@@ -221,11 +221,11 @@ class AuthService:
         return [_token_info(r) for r in rows]
 
     async def revoke_api_token(self, principal: Principal, token_id: str) -> None:
-        tid = parse_uuid(token_id)
+        tid = canonical_uuid(token_id)
         if tid is None:
             raise NotFound("no such token")
         async with self.db.connection() as conn:
-            if not await IdentityRepo(conn).revoke_api_token(str(tid), principal.user_id):
+            if not await IdentityRepo(conn).revoke_api_token(tid, principal.user_id):
                 raise NotFound("no such token")
 
 

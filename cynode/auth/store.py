@@ -26,8 +26,10 @@ class IdentityRepo(Repo):
 
     # -- principal -------------------------------------------------------------------------------------------------
 
-    async def principal_by_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> Row | None:
-        return await self._one(q.PRINCIPAL_BY_SESSION, {"uid": user_id, "sid": session_id})
+    async def principals_by_sessions(self, session_ids: list[str]) -> dict[str, Row]:
+        """The principal of each live session among `session_ids` (canonical UUID text), by session id."""
+        rows = await self._all(q.PRINCIPALS_BY_SESSIONS, {"sids": session_ids})
+        return {r["session_id"]: r for r in rows}
 
     async def principal_by_api_token(self, token_hash: bytes) -> Row | None:
         return await self._one(q.PRINCIPAL_BY_API_TOKEN, {"hash": token_hash})

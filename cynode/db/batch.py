@@ -17,6 +17,8 @@ from cynode.db.pool import Database
 
 log = logging.getLogger("cynode.db.batch")
 
+YIELD_EVERY = 100
+
 
 class Record(Protocol):
     request_id: str
@@ -70,8 +72,10 @@ class CopyBatchWriter:
                 batch = self._queue[: self.max_batch]
                 try:
                     async with self.db.connection() as conn, conn.cursor() as cur, cur.copy(self.copy_sql) as copy:
-                        for rec in batch:
+                        for i, rec in enumerate(batch, 1):
                             await copy.write_row(rec.row())
+                            if i % YIELD_EVERY == 0:  # formatting rows is CPU work: let requests run in between
+                                await asyncio.sleep(0)
                 except Exception as e:
                     log.error("%s batch failed; will retry", self.name,
                               extra={"rows": len(batch), "error": type(e).__name__})

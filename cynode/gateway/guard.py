@@ -24,6 +24,7 @@ from cynode.auth.principal import Principal
 from cynode.auth.service import RequestMeta
 from cynode.errors import DomainError, Forbidden, RateLimited, Unauthenticated, Unavailable
 from cynode.gateway import audit
+from cynode.http.middleware import RESPONSE_STATUS
 
 if TYPE_CHECKING:
     from cynode.gateway.services import GatewayServices
@@ -142,31 +143,24 @@ class GatewayGuard:
         rec = audit.AuditRecord(request_id=state.get("request_id", ""), method=scope["method"], route=route,
                                 action=pol.action, resource_type=pol.resource)
         token = audit.current.set(rec)
-        status = [0]
-
-        async def send_status(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
         try:
             await self._authorize(gw, pol, scope, state, rec)
             timeout = pol.timeout_s or gw.settings.gateway.request_timeout_s
             try:
                 async with asyncio.timeout(timeout):
-                    await self.app(scope, receive, send_status)
+                    await self.app(scope, receive, send)
             except TimeoutError:
-                if status[0]:
+                if RESPONSE_STATUS in state:
                     raise
                 raise Unavailable("the request took too long; retry", headers={"Retry-After": "5"}) from None
         except DomainError as e:
-            status[0] = status[0] or e.status
+            state.setdefault(RESPONSE_STATUS, e.status)
             raise
         except BaseException:
-            status[0] = status[0] or 500
+            state.setdefault(RESPONSE_STATUS, 500)
             raise
         finally:
-            rec.finish(status[0] or 500)
+            rec.finish(state.get(RESPONSE_STATUS) or 500)
             gw.audit.submit(rec)
             audit.current.reset(token)
 

@@ -22,6 +22,7 @@ log = logging.getLogger("cynode.http")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 MAX_HEADER_BYTES = 64 * 1024
 OPEN_PATHS = ("/healthz", "/readyz")
+RESPONSE_STATUS = "response_status"  # scope["state"] key: the status once the response has started
 
 Scope = dict[str, Any]
 ASGIApp = Callable[..., Any]
@@ -67,38 +68,37 @@ class EdgeMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         path: str = scope["path"]
-        status_box = [500]
         rid_header = (b"x-request-id", rid.encode())
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status_box[0] = message["status"]
+                state[RESPONSE_STATUS] = message["status"]  # also read by the gateway guard for its audit row
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
         try:
             if size > MAX_HEADER_BYTES:
-                status_box[0] = 431
+                state[RESPONSE_STATUS] = 431
                 await _send_problem(send, 431, "validation", "Request Header Fields Too Large",
                                     "request headers exceed 64 KiB", rid)
             elif len(path) > 1 and path.endswith("/"):
-                status_box[0] = 404
+                state[RESPONSE_STATUS] = 404
                 await _send_problem(send, 404, "not_found", "Not Found", f"no route for {path}", rid)
             elif path not in OPEN_PATHS and not self.accepting():
-                status_box[0] = 503
+                state[RESPONSE_STATUS] = 503
                 await _send_problem(send, 503, "service_unavailable", "Service Unavailable",
                                     "the server is starting; retry shortly", rid, [(b"retry-after", b"2")])
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            if path not in OPEN_PATHS:
+            if path not in OPEN_PATHS and log.isEnabledFor(logging.INFO):
                 route = state.get("route") or path
                 extra: dict[str, Any] = {
                     "listener": self.listener,
                     "request_id": rid,
                     "method": scope["method"],
                     "route": route,
-                    "status": status_box[0],
+                    "status": state.get(RESPONSE_STATUS, 500),
                     "duration_ms": round((time.perf_counter() - start) * 1000, 2),
                 }
                 for key in ("user_id", "node_id", "subject_type"):

@@ -42,6 +42,9 @@ class Listener:
         config = uvicorn.Config(
             app, lifespan="on", log_config=None, access_log=False, timeout_keep_alive=keepalive_s,
             timeout_graceful_shutdown=30, server_header=False, http="httptools", loop="none",
+            # X-Forwarded-For is honoured only from [gateway] trusted_proxies (gateway/guard.py ClientIp); uvicorn's
+            # own handling would trust any loopback peer and let it pick its client address.
+            proxy_headers=False,
         )
         self.server = _Server(config)
         self.task: asyncio.Task[None] | None = None

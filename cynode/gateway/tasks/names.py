@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable
 
 from cynode.errors import FieldError, Invalid
+from cynode.ids import canonical_uuid
 
 MAX_NAME_INPUT = 128
 MAX_NAME = 64
@@ -17,11 +17,7 @@ _NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 def looks_like_uuid(value: str) -> bool:
     """The one test for "this reference is an id, not a name", used both when naming and when looking up."""
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return canonical_uuid(value) is not None
 
 
 def is_name(value: str) -> bool:

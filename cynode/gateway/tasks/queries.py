@@ -10,6 +10,8 @@ _TASK_COLUMNS = """
 
 TASK_BY_ID = "SELECT" + _TASK_COLUMNS + ", t.prompt FROM tasks t WHERE t.id = %(id)s"
 
+TASKS_BY_IDS = "SELECT" + _TASK_COLUMNS + ", t.prompt FROM tasks t WHERE t.id = ANY(%(ids)s::uuid[])"
+
 TASK_BY_NAME = ("SELECT" + _TASK_COLUMNS
                 + ", t.prompt FROM tasks t WHERE t.created_by = %(user_id)s AND t.task_name = %(name)s")
 

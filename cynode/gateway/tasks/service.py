@@ -34,6 +34,7 @@ from cynode.contracts.tasks import (
     TaskOut,
     TaskResult,
 )
+from cynode.db.coalesce import Coalescer
 from cynode.db.pool import Conn, Database
 from cynode.errors import Conflict, FieldError, Invalid, NotFound
 from cynode.gateway import audit
@@ -44,6 +45,7 @@ from cynode.gateway.tasks.upload import IncomingFile, read_multipart
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
 from cynode.gateway.validation import decode_body
 from cynode.http.pagination import decode_cursor, encode_cursor
+from cynode.ids import canonical_uuid
 
 log = logging.getLogger("cynode.gateway.tasks")
 
@@ -158,6 +160,17 @@ def _lines(text: str) -> list[str]:
     return parts[:-1] if parts[-1] == "" else parts
 
 
+def _visible(row: Row | None, principal: Principal) -> Row:
+    """`row` when the caller may see it; a missing task and another user's task are the same 404."""
+    if row is None:
+        raise NotFound("task not found")
+    audit.note(resource_id=row["id"], task_id=row["id"], scope_type="project", scope_id=row["project_id"])
+    if row["created_by"] != principal.user_id and not principal.is_admin:
+        audit.deny()
+        raise NotFound("task not found")
+    return row
+
+
 class TaskService:
     def __init__(self, db: Database, settings: Settings, artifacts: ArtifactStore, audit_writer: audit.AuditWriter,
                  wake: Callable[[], None]) -> None:
@@ -166,6 +179,8 @@ class TaskService:
         self.artifacts = artifacts
         self.audit = audit_writer
         self.wake = wake
+        # Reads by id of concurrent requests share one query (GET /v1/tasks/{id} is the hot path).
+        self._by_id: Coalescer[str, Row] = Coalescer(self._tasks_by_ids)
 
     # -- create ----------------------------------------------------------------------------------------------------
 
@@ -244,22 +259,22 @@ class TaskService:
 
     async def _find(self, conn: Conn, principal: Principal, ref: str) -> Row:
         """A task by id or by the caller's own name; another user's task is a 404 (audited as a denial)."""
-        if looks_like_uuid(ref):
-            cur = await conn.execute(q.TASK_BY_ID, {"id": str(uuid.UUID(ref))})
+        if (task_id := canonical_uuid(ref)) is not None:
+            cur = await conn.execute(q.TASK_BY_ID, {"id": task_id})
         elif not is_name(ref):  # names are normalized, so nothing else can match
             raise NotFound("task not found")
         else:
             cur = await conn.execute(q.TASK_BY_NAME, {"user_id": principal.user_id, "name": ref})
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound("task not found")
-        audit.note(resource_id=row["id"], task_id=row["id"], scope_type="project", scope_id=row["project_id"])
-        if row["created_by"] != principal.user_id and not principal.is_admin:
-            audit.deny()
-            raise NotFound("task not found")
-        return row
+        return _visible(await cur.fetchone(), principal)
+
+    async def _tasks_by_ids(self, ids: list[str]) -> dict[str, Row]:
+        async with self.db.connection() as conn:
+            cur = await conn.execute(q.TASKS_BY_IDS, {"ids": ids})
+            return {r["id"]: r for r in await cur.fetchall()}
 
     async def get(self, principal: Principal, ref: str) -> TaskOut:
+        if (task_id := canonical_uuid(ref)) is not None:
+            return task_out(_visible(await self._by_id.get(task_id), principal), with_prompt=True)
         async with self.db.connection() as conn:
             return task_out(await self._find(conn, principal, ref), with_prompt=True)
 
