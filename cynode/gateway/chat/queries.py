@@ -31,37 +31,12 @@ ORDER BY t.created_at DESC, t.id DESC
 LIMIT %(limit)s
 """
 
-# A chat turn's user message, in one statement (run after LOCK_USER_PROJECT in the same transaction): the active
-# thread (newest updated_at within the idle window) or a new one titled after this message, the message appended,
-# the thread's updated_at bumped (a new thread already has it) and its title set if it had none.
-APPEND_TO_ACTIVE_THREAD = """
-WITH active AS (
-    SELECT id FROM chat_threads
-    WHERE user_id = %(user_id)s AND project_id = %(project_id)s
-      AND updated_at > now() - make_interval(secs => %(idle_s)s)
-    ORDER BY updated_at DESC, id DESC
-    LIMIT 1
-), created AS (
-    INSERT INTO chat_threads (user_id, project_id, title)
-    SELECT %(user_id)s, %(project_id)s, left(%(content)s, 60) WHERE NOT EXISTS (SELECT 1 FROM active)
-    RETURNING id
-), thread AS (
-    SELECT id, false AS created FROM active UNION ALL SELECT id, true FROM created
-), bumped AS (
-    UPDATE chat_threads t SET updated_at = now(), title = coalesce(t.title, left(%(content)s, 60))
-    FROM active WHERE t.id = active.id
-)
-INSERT INTO chat_messages (thread_id, role, content, metadata)
-SELECT thread.id, 'user', %(content)s, %(metadata)s FROM thread
-RETURNING id::text AS id, thread_id::text AS thread_id, (SELECT created FROM thread) AS created
-"""
-
-# The newest messages of a thread but one (the turn's own), newest first (the caller reverses them).
-RECENT_MESSAGES = """
-SELECT m.role, m.content FROM chat_messages m
-WHERE m.thread_id = %(thread_id)s AND m.id <> %(exclude_id)s
-ORDER BY m.created_at DESC, m.id DESC
-LIMIT %(limit)s
+# A chat turn's user message under the thread lock, with up to %(history)s earlier messages: one call of the
+# function in migration 0012 (its own statement, so the lock is released when it returns).
+START_TURN = """
+SELECT thread_id::text AS thread_id, created, history
+FROM chat_start_turn(%(user_id)s::uuid, %(project_id)s::uuid, %(idle_s)s::int, %(content)s, %(metadata)s::jsonb,
+                     %(history)s::int)
 """
 
 # Appends one message and bumps the thread, in one statement. `title` is set from a user message when the thread has

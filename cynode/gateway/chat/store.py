@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg import AsyncCursor
 from psycopg.types.json import Jsonb
 
 from cynode.db.repo import Repo, Row
@@ -30,15 +29,12 @@ class ChatRepo(Repo):
         return await self._all(q.LIST_THREADS, {"user_id": user_id, "project_id": project_id, "after_at": after_at,
                                                 "after_id": after_id, "limit": limit})
 
-    async def append_to_active_thread(self, user_id: str, project_id: str, idle_s: int, content: str,
-                                      metadata: dict[str, Any]) -> AsyncCursor[Row]:
-        """The cursor, not the row: in pipeline mode the caller fetches after COMMIT was queued."""
-        return await self.conn.execute(q.APPEND_TO_ACTIVE_THREAD, {
-            "user_id": user_id, "project_id": project_id, "idle_s": idle_s, "content": content,
-            "metadata": Jsonb(metadata)})
-
-    async def recent_messages(self, thread_id: str, exclude_id: str, limit: int) -> list[Row]:
-        return await self._all(q.RECENT_MESSAGES, {"thread_id": thread_id, "exclude_id": exclude_id, "limit": limit})
+    async def start_turn(self, user_id: str, project_id: str, idle_s: int, content: str, metadata: dict[str, Any],
+                         history: int) -> Row:
+        row = await self._one(q.START_TURN, {"user_id": user_id, "project_id": project_id, "idle_s": idle_s,
+                                             "content": content, "metadata": Jsonb(metadata), "history": history})
+        assert row is not None
+        return row
 
     async def append_message(self, thread_id: str, role: str, content: str, metadata: dict[str, Any]) -> Row:
         row = await self._one(q.APPEND_MESSAGE, {"thread_id": thread_id, "role": role, "content": content,
@@ -47,7 +43,7 @@ class ChatRepo(Repo):
         return row
 
     async def add_message(self, thread_id: str, role: str, content: str, metadata: dict[str, Any]) -> None:
-        """`append_message` without reading the row back (so a pipeline need not wait for it)."""
+        """`append_message` without reading the row back."""
         await self.conn.execute(q.APPEND_MESSAGE, {"thread_id": thread_id, "role": role, "content": content,
                                                    "metadata": Jsonb(metadata)})
 

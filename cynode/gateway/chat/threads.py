@@ -190,21 +190,11 @@ class ThreadService:
                          history_messages: int) -> TurnStart:
         """Append the (redacted) user message to the active thread, starting one when needed; with
         `history_messages` > 0 also return up to that many earlier messages of the thread, oldest first."""
-        # Pipeline mode: BEGIN, the lock, the append and COMMIT go out together (one round trip, not four); the
-        # server still runs them in order, so the append's snapshot is taken after the lock is held.
-        async with self.db.connection() as conn, conn.pipeline():
-            repo = ChatRepo(conn)
-            async with conn.transaction():
-                await repo.lock_user_project(user_id, project_id)
-                cur = await repo.append_to_active_thread(user_id, project_id,
-                                                         self.settings.chat.thread_idle_rotate_s, content, metadata)
-            row = await cur.fetchone()
-            assert row is not None
-            history: list[tuple[str, str]] = []
-            if history_messages > 0 and not row["created"]:
-                recent = await repo.recent_messages(row["thread_id"], row["id"], history_messages)
-                history = [(r["role"], r["content"]) for r in reversed(recent)]
-        return TurnStart(thread_id=row["thread_id"], created=bool(row["created"]), history=history)
+        async with self.db.connection() as conn:
+            row = await ChatRepo(conn).start_turn(user_id, project_id, self.settings.chat.thread_idle_rotate_s, content,
+                                                  metadata, history_messages)
+        return TurnStart(thread_id=row["thread_id"], created=row["created"],
+                         history=[(role, text) for role, text in row["history"]])
 
     async def finish_turn(self, thread_id: str, content: str, metadata: dict[str, Any]) -> None:
         """Append the (redacted) assistant message of a successful turn."""
