@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 
 from cynode.errors import ConfigError
@@ -31,6 +32,13 @@ def test_orchestrator_serves_health_then_reports_what_is_missing(db_url: str) ->
         doc = p.readiness("controlplane")
         assert doc["checks"][0] == {"name": "database", "ok": True}
         assert doc["reason_code"] == "no_inference_path"
+        # No trusted proxies configured: a client cannot choose the address its login attempts are counted under.
+        r = httpx.post(gw + "/v1/auth/login", json={"handle": "admin", "password": "wrong-password"},
+                       headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 401
+        with psycopg.connect(db_url) as conn:
+            ips = conn.execute("SELECT host(ip_address) FROM auth_audit_log WHERE event_type = 'login_failure'")
+            assert [row[0] for row in ips] == ["127.0.0.1"]
     finally:
         assert p.stop() == 0
     assert '"msg": "stopped"' in p.log()
