@@ -3,7 +3,7 @@
 The built-in model server runs in its own process; `cynode serve --role orchestrator` points its direct-inference
 path at it (`[inference] url`, `model = gemma3:270m`). The same short completion (`max_tokens` 1, temperature 0, a
 fixed seed, so the model's own time is the same everywhere) is sent REQUESTS times per side, sequentially over
-keep-alive connections, in rotating blocks: `POST /v1/chat/completions` on the gateway (authenticated, the user
+keep-alive connections, one request per side in turn: `POST /v1/chat/completions` on the gateway (authenticated, the user
 message stored under the thread lock, routed, the answer stored, audited), `POST /api/chat` straight to the model
 server (the very call the gateway makes; the baseline) and, for context, `POST /v1/chat/completions` straight to it.
 The difference of the percentiles is the gateway's added latency.
@@ -28,8 +28,7 @@ from bench.report import median, pct, row
 from tests.support.system import ServeProcess
 
 MODEL = "gemma3:270m"
-REQUESTS = 300
-BLOCK = 25
+REQUESTS = 400
 WARMUP = 20
 ADMIN_PASSWORD = "bench-admin-password"
 # Two non-system messages: the gateway forwards them as they are (a single message would get the thread history).
@@ -80,10 +79,10 @@ async def _measure(model_url: str, gateway_url: str, headers: dict[str, str]) ->
         for url, body, hdrs in sides.values():
             await _timed(http, url, body, hdrs, WARMUP)
         names = list(sides)
-        for i in range(REQUESTS // BLOCK):  # rotate the order of the blocks so drift hits every side alike
+        for i in range(REQUESTS):  # one request per side in turn, the order rotating, so drift hits every side alike
             for name in names[i % 3:] + names[:i % 3]:
                 url, body, hdrs = sides[name]
-                out[name] += await _timed(http, url, body, hdrs, BLOCK)
+                out[name] += await _timed(http, url, body, hdrs, 1)
     return out
 
 
