@@ -3,9 +3,10 @@
 The built-in model server runs in its own process; `cynode serve --role orchestrator` points its direct-inference
 path at it (`[inference] url`, `model = gemma3:270m`). The same short completion (`max_tokens` 1, temperature 0, a
 fixed seed, so the model's own time is the same everywhere) is sent REQUESTS times per side, sequentially over
-keep-alive connections, one request per side in turn: `POST /v1/chat/completions` on the gateway (authenticated, the user
-message stored under the thread lock, routed, the answer stored, audited), `POST /api/chat` straight to the model
-server (the very call the gateway makes; the baseline) and, for context, `POST /v1/chat/completions` straight to it.
+keep-alive connections, one request per side in turn: `POST /v1/chat/completions` on the gateway (authenticated, the
+user message stored under the thread lock, routed, the answer stored, audited), `POST /api/chat` straight to the
+model server (the very call the gateway makes; the baseline) and, for context, `POST /v1/chat/completions` straight
+to it.
 The difference of the percentiles is the gateway's added latency.
 """
 
