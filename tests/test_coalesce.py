@@ -83,3 +83,18 @@ async def test_large_groups_are_split_into_queries_of_at_most_max_batch_keys() -
     got = await asyncio.gather(*(c.get(str(i)) for i in range(10)))
     assert got == [f"v{i}" for i in range(10)]
     assert sorted(len(k) for k in src.calls) == [2, 4, 4]
+
+
+async def test_while_max_inflight_queries_run_new_lookups_gather_into_one_group() -> None:
+    src = Source()
+    src.gate = asyncio.Event()
+    c = Coalescer(src.fetch, max_inflight=1)
+    first = asyncio.create_task(c.get("a"))
+    await asyncio.sleep(0.01)  # one query running: the limit
+    later = [asyncio.create_task(c.get(k)) for k in ("b", "c", "a")]
+    await asyncio.sleep(0.01)
+    assert src.calls == [["a"]]  # nothing else went out meanwhile
+    src.gate.set()
+    assert await first == "A"
+    assert [await t for t in later] == ["B", "C", "A"]
+    assert src.calls == [["a"], ["a", "b", "c"]]

@@ -20,34 +20,43 @@ V = TypeVar("V")
 
 
 class Coalescer(Generic[K, V]):
-    def __init__(self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], max_batch: int = 256) -> None:
+    def __init__(self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], *, max_batch: int = 256,
+                 max_inflight: int = 2) -> None:
         self._fetch = fetch
         self._max_batch = max_batch
+        # With this many queries running, new lookups wait for one to finish and then go out together: under load
+        # the groups grow instead of the number of queries.
+        self._max_inflight = max_inflight
         self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
 
     async def get(self, key: K) -> V | None:
         """The value for `key` from a query that starts after this call, or None when there is none."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[V | None] = loop.create_future()
+        fut: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(fut)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._dispatch)
+        self._kick()
         return await fut
+
+    def _kick(self) -> None:
+        if self._waiting and not self._scheduled and len(self._running) < self._max_inflight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
 
     def _dispatch(self) -> None:
         self._scheduled = False
-        waiting, self._waiting = self._waiting, {}
-        keys = list(waiting)
-        for i in range(0, len(keys), self._max_batch):
-            group = {k: waiting[k] for k in keys[i : i + self._max_batch]}
-            # The query runs as its own task, so a waiter that gives up (timeout, disconnect) cannot cancel it
-            # for the others.
-            task = asyncio.get_running_loop().create_task(self._answer(group))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        keys = list(self._waiting)[: self._max_batch]
+        group = {k: self._waiting.pop(k) for k in keys}
+        # The query runs as its own task, so a waiter that gives up (timeout, disconnect) cannot cancel it for the
+        # others.
+        task = asyncio.get_running_loop().create_task(self._answer(group))
+        self._running.add(task)
+        task.add_done_callback(self._done)
+        self._kick()  # more than max_batch waiting: the rest go out now too, while there is room
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._kick()
 
     async def _answer(self, group: dict[K, list[asyncio.Future[V | None]]]) -> None:
         try:
