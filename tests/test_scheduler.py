@@ -272,3 +272,59 @@ async def test_prompt_jobs_are_answered_converted_or_left_queued(sched_settings:
     sch.wake()
     [c] = await sch.claim(1)
     assert c.node is not None and c.node.node_slug == "infer" and c.task_id == task2
+
+
+class FirstCallSlow:
+    """The first job takes `slow_s`; later ones answer at once."""
+
+    def __init__(self, slow_s: float) -> None:
+        self.slow_s = slow_s
+        self.calls: list[str] = []
+
+    async def run_job(self, request: RunJobRequest, timeout_s: float) -> RunJobResponse:
+        self.calls.append(request.job_id)
+        if len(self.calls) == 1:
+            await asyncio.sleep(self.slow_s)
+        return RunJobResponse(version=1, task_id=request.task_id, job_id=request.job_id, status="completed",
+                              exit_code=0, stdout="", stderr="", started_at="s", ended_at="e", truncated=Truncated())
+
+
+async def test_a_claim_waiting_behind_a_running_job_keeps_its_lease_and_runs_once(tmp_path, db_url: str,
+                                                                                  database: Database) -> None:
+    # One dispatcher; the second job is claimed while the first (within its own 10 s timeout) runs, and waits longer
+    # than its lease (1 s timeout + 1 s grace). The lease is renewed meanwhile: reconcile takes nothing back, and the
+    # job runs once.
+    s = load_settings(None, {"CYNODE_DATA_DIR": str(tmp_path), "CYNODE_DATABASE_URL": db_url,
+                             "CYNODE_SCHEDULER_MAX_CONCURRENT_DISPATCH": "1", "CYNODE_SCHEDULER_LEASE_GRACE_S": "1",
+                             "CYNODE_SCHEDULER_POLL_INTERVAL_MS": "50"})
+    await add_node(s, database, "node-a")
+    worker = FirstCallSlow(slow_s=3.0)
+    sch = scheduler(s, database, {"node-a": worker})
+    first = await make_task(database, timeout=10)
+    second = await make_task(database, timeout=1)
+    await sch.start()
+    try:
+        sch.wake()
+        await asyncio.sleep(2.5)  # the second claim has waited past its original lease
+        assert worker.calls == [first[1]]
+        assert await sch.reconcile_leases() == 0
+        for _ in range(100):
+            if all([(await task_row(database, t))["status"] == "completed" for t in (first[0], second[0])]):
+                break
+            await asyncio.sleep(0.05)
+        assert [(await task_row(database, t))["status"] for t in (first[0], second[0])] == ["completed"] * 2
+        assert worker.calls == [first[1], second[1]]  # each job ran exactly once
+    finally:
+        await sch.stop()
+
+
+async def test_a_claim_whose_lease_was_taken_back_while_waiting_is_not_dispatched(sched_settings: Settings,
+                                                                                   database: Database) -> None:
+    await add_node(sched_settings, database, "node-a")
+    sch = scheduler(sched_settings, database, {"node-a": ScriptedWorker()})
+    _task, job_id = await make_task(database)
+    [claim] = await sch.claim(1)
+    assert await sch.renew_leases([claim]) == {job_id}
+    async with database.connection() as conn:  # e.g. reconciled by another orchestrator: the lease is gone
+        await conn.execute("UPDATE jobs SET status = 'queued', lease_id = NULL, lease_expires_at = NULL")
+    assert await sch.renew_leases([claim]) == set()

@@ -137,6 +137,16 @@ settled AS (
 SELECT id FROM stored
 """
 
+# Claims still waiting for a free dispatcher renew their leases (a lease starts at the claim, §7.1, and must not run
+# out before its job even starts): expiry becomes now + the job's lease. Returns the jobs whose lease is still held.
+RENEW_LEASES = """
+UPDATE jobs j
+   SET lease_expires_at = now() + make_interval(secs => c.lease_s), updated_at = now()
+  FROM unnest(%(ids)s::uuid[], %(leases)s::uuid[], %(lease_s)s::float8[]) AS c(id, lease_id, lease_s)
+ WHERE j.id = c.id AND j.lease_id = c.lease_id AND j.status = 'running'
+RETURNING j.id::text AS id
+"""
+
 # Back to the queue: the node refused (429/503) or was lost mid-call. `refund` undoes the attempt a refusal cost.
 REQUEUE_JOB = """
 UPDATE jobs

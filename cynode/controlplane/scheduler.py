@@ -67,6 +67,8 @@ class Claim:
     max_attempts: int
     lease_id: str
     node: NodeSlot | None = None
+    lease_s: float = 0.0
+    dropped: bool = False  # its lease was taken back while it waited (canceled, reconciled): never dispatched
 
 
 def node_slots(rows: list[dict[str, Any]]) -> list[NodeSlot]:
@@ -106,6 +108,7 @@ class Scheduler:
         self._node_cache: tuple[float, list[NodeSlot]] | None = None
         self._backlog: asyncio.Queue[Claim] = asyncio.Queue(maxsize=2 * self.max_inflight)
         self._room = asyncio.Event()
+        self._waiting: dict[str, Claim] = {}  # claimed, not yet taken by a dispatcher (their leases are renewed)
         self._results: asyncio.Queue[tuple[Claim, dict[str, Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -121,6 +124,7 @@ class Scheduler:
         self._tasks += [asyncio.create_task(self._dispatcher(), name=f"scheduler-dispatch-{i}")
                         for i in range(self.max_inflight)]
         self._tasks.append(asyncio.create_task(self._reconciler(), name="scheduler-reconcile"))
+        self._tasks.append(asyncio.create_task(self._lease_keeper(), name="scheduler-leases"))
 
     async def stop(self, grace_s: float = 25.0) -> None:
         """Stop claiming; let in-flight dispatches finish for a while, then leave them to their leases."""
@@ -132,7 +136,9 @@ class Scheduler:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._backlog.empty():  # claimed but never dispatched: straight back to the queue
-            await self._requeue(self._backlog.get_nowait(), refund=1, backoff_s=0)
+            claim = self._backlog.get_nowait()
+            self._waiting.pop(claim.job_id, None)
+            await self._requeue(claim, refund=1, backoff_s=0)
         await self.flush()
 
     async def _claimer(self) -> None:
@@ -146,6 +152,7 @@ class Scheduler:
                 except Exception:
                     log.exception("claim failed; retrying")
             for c in claims:
+                self._waiting[c.job_id] = c
                 await self._backlog.put(c)
             if claims:
                 continue  # more may be waiting
@@ -166,7 +173,39 @@ class Scheduler:
                 get.cancel()
                 return
             self._room.set()
-            await self.execute(get.result())
+            claim = get.result()
+            self._waiting.pop(claim.job_id, None)
+            if claim.dropped:
+                log.warning("claimed job lost its lease while waiting; not dispatched", extra={"job_id": claim.job_id})
+                continue
+            await self.execute(claim)
+
+    async def _lease_keeper(self) -> None:
+        """Claims can wait in the backlog behind running jobs; their leases are renewed well before they run out,
+        so a job is never requeued (and run twice) because it waited for a dispatcher."""
+        every = max(0.1, self.lease_grace_s / 3)
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), every)
+            waiting = list(self._waiting.values())
+            if not waiting or self._stopping:
+                continue
+            try:
+                held = await self.renew_leases(waiting)
+            except Exception:
+                log.exception("lease renewal failed; retrying")
+                continue
+            for c in waiting:
+                if c.job_id not in held:
+                    c.dropped = True
+
+    async def renew_leases(self, claims: list[Claim]) -> set[str]:
+        """Renew the leases of `claims`; returns the job ids whose lease is still held."""
+        async with self.db.connection() as conn:
+            rows = await (await conn.execute(q.RENEW_LEASES, {
+                "ids": [c.job_id for c in claims], "leases": [c.lease_id for c in claims],
+                "lease_s": [c.lease_s for c in claims]})).fetchall()
+        return {r["id"] for r in rows}
 
     async def _reconciler(self) -> None:
         while not self._stopping:
@@ -216,9 +255,10 @@ class Scheduler:
                         continue  # stays queued until a node qualifies
                     node.running += 1
                     claim.node = node
-                    lease_s.append(payload.sandbox.timeout_seconds + self.lease_grace_s)
+                    claim.lease_s = payload.sandbox.timeout_seconds + self.lease_grace_s
                 else:
-                    lease_s.append(self.settings.inference.request_timeout_s * 3 + self.lease_grace_s)
+                    claim.lease_s = self.settings.inference.request_timeout_s * 3 + self.lease_grace_s
+                lease_s.append(claim.lease_s)
                 claims.append(claim)
             if claims:
                 await conn.execute(q.MARK_JOBS_RUNNING, {
