@@ -43,6 +43,9 @@ log = logging.getLogger("cynode.controlplane.scheduler")
 ReadArtifact = Callable[[str, str], Awaitable[tuple[str, bytes]]]  # (task_id, artifact_id) -> (name, content)
 NODES_TTL_S = 0.5
 CLAIMERS = 4  # concurrent claim transactions filling the backlog
+# Claimed jobs held ready per dispatch slot: bigger claim batches, fewer claim transactions per job. Safe to hold
+# because waiting claims renew their leases (_lease_keeper); on a crash they are requeued when those leases expire.
+BACKLOG_PER_SLOT = 4
 ModelCall = Callable[[dict[str, Any], JobPayload], Awaitable[Any]]  # -> prompts.ModelCallOutcome
 
 
@@ -106,7 +109,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self._node_cache: tuple[float, list[NodeSlot]] | None = None
-        self._backlog: asyncio.Queue[Claim] = asyncio.Queue(maxsize=2 * self.max_inflight)
+        self._backlog: asyncio.Queue[Claim] = asyncio.Queue(maxsize=BACKLOG_PER_SLOT * self.max_inflight)
         self._room = asyncio.Event()
         self._waiting: dict[str, Claim] = {}  # claimed, not yet taken by a dispatcher (their leases are renewed)
         self._results: asyncio.Queue[tuple[Claim, dict[str, Any]]] = asyncio.Queue()
@@ -118,7 +121,7 @@ class Scheduler:
 
     async def start(self) -> None:
         await self.reconcile_leases()
-        # Claimers fill a small backlog of claimed jobs (in parallel, as concurrent SKIP LOCKED claimers do);
+        # Claimers fill a backlog of claimed jobs (in parallel, as concurrent SKIP LOCKED claimers do);
         # max_concurrent_dispatch dispatchers take from it, so at most that many worker calls are in flight.
         self._tasks = [asyncio.create_task(self._claimer(), name=f"scheduler-claim-{i}") for i in range(CLAIMERS)]
         self._tasks += [asyncio.create_task(self._dispatcher(), name=f"scheduler-dispatch-{i}")
