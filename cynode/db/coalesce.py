@@ -2,7 +2,8 @@
 
 The gateway checks the caller's session and reads a row on every request. Under load many requests need such a
 lookup in the same event-loop turn; `Coalescer.get` parks each one on a future, and at the end of the turn one
-`fetch(keys)` query answers the whole group. A lone request waits for nothing (the batch runs on the next turn).
+`fetch(keys)` query answers the whole group (or, while `max_inflight` queries run, as soon as one of them ends). A
+lone request waits for nothing (its query goes out on the next turn).
 
 Freshness is unchanged from a query per request: a group is only ever closed before its query starts, so every
 answer comes from a query that began after the request asked. Nothing is cached; a session revoked before a
