@@ -11,7 +11,6 @@ import re
 import secrets
 import string
 import sys
-import uuid
 from collections.abc import Mapping
 
 import psycopg
@@ -26,6 +25,7 @@ from cynode.contracts.users import UserActive, UserCreate, UserOut
 from cynode.db.pool import Database
 from cynode.errors import ConfigError, Conflict, FieldError, Invalid, NotFound
 from cynode.gateway.timefmt import rfc3339
+from cynode.ids import canonical_uuid
 
 log = logging.getLogger("cynode.users")
 
@@ -44,10 +44,10 @@ def check_handle(handle: str) -> None:
 
 
 def parse_user_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise Invalid("user id: must be a UUID", [FieldError("id", "must be a UUID")]) from None
+    uid = canonical_uuid(value)
+    if uid is None:
+        raise Invalid("user id: must be a UUID", [FieldError("id", "must be a UUID")])
+    return uid
 
 
 def _user_out(row: Row, roles: list[str]) -> UserOut:

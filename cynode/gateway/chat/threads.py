@@ -27,6 +27,7 @@ from cynode.gateway.chat.store import ChatRepo, Row
 from cynode.gateway.redaction import redact_async
 from cynode.gateway.timefmt import rfc3339
 from cynode.http.pagination import decode_cursor, encode_cursor
+from cynode.ids import canonical_uuid
 
 MiB = 1024 * 1024
 MAX_MESSAGE_BYTES = 1 * MiB
@@ -38,13 +39,6 @@ Cursor = tuple[Annotated[datetime, msgspec.Meta(tz=True)], uuid.UUID]
 
 def _bad(field: str, message: str) -> Invalid:
     return Invalid(f"{field}: {message}", [FieldError(field, message)])
-
-
-def as_uuid(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 def thread_out(row: Row) -> ThreadOut:
@@ -88,7 +82,7 @@ class ThreadService:
         caller's default project."""
         if raw is None:
             return await self._default_project(principal)
-        pid = as_uuid(raw)
+        pid = canonical_uuid(raw)
         if pid is None:
             raise _bad(field, "must be a UUID")
         async with self.db.connection() as conn:
@@ -135,7 +129,7 @@ class ThreadService:
                            cursor: str | None) -> ThreadList:
         pid = None
         if project_id is not None:
-            pid = as_uuid(project_id)
+            pid = canonical_uuid(project_id)
             if pid is None:
                 raise _bad("project_id", "must be a UUID")
         after = decode_cursor(cursor, Cursor) if cursor else None
@@ -144,7 +138,7 @@ class ThreadService:
         return ThreadList(threads=[thread_out(r) for r in rows[:limit]], next_cursor=_page_cursor(rows, limit))
 
     async def _owned(self, repo: ChatRepo, principal: Principal, thread_id: str) -> Row:
-        tid = as_uuid(thread_id)
+        tid = canonical_uuid(thread_id)
         row = await repo.thread(tid) if tid is not None else None
         if row is None:
             raise NotFound("thread not found")

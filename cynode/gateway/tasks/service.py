@@ -40,7 +40,7 @@ from cynode.errors import Conflict, FieldError, Invalid, NotFound
 from cynode.gateway import audit
 from cynode.gateway.artifacts import ArtifactStore
 from cynode.gateway.tasks import queries as q
-from cynode.gateway.tasks.names import auto_name, explicit_name, is_name, looks_like_uuid, unique_name
+from cynode.gateway.tasks.names import auto_name, explicit_name, is_name, unique_name
 from cynode.gateway.tasks.upload import IncomingFile, read_multipart
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
 from cynode.gateway.validation import decode_body
@@ -359,11 +359,12 @@ class TaskService:
 
     async def read_artifact(self, principal: Principal, ref: str, artifact_id: str) -> tuple[str, str, bytes]:
         """(filename, content type, bytes) of one attachment of a visible task."""
-        if not looks_like_uuid(artifact_id):
+        aid = canonical_uuid(artifact_id)
+        if aid is None:
             raise NotFound("artifact not found")
         async with self.db.connection() as conn:
             task = await self._find(conn, principal, ref)
-            cur = await conn.execute(q.ARTIFACT_BY_ID, {"id": str(uuid.UUID(artifact_id)), "task_id": task["id"]})
+            cur = await conn.execute(q.ARTIFACT_BY_ID, {"id": aid, "task_id": task["id"]})
             row = await cur.fetchone()
         if row is None:
             raise NotFound("artifact not found")
