@@ -19,19 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from psycopg.types.json import Jsonb
 
 from cynode.db.batch import CopyBatchWriter
 from cynode.db.pool import Conn, Database
 
 log = logging.getLogger("cynode.gateway.audit")
 
+# Both take `AuditRecord.row()`, in this column order.
 INSERT = """
 INSERT INTO gateway_audit_log (created_at, request_id, method, route, user_id, subject_type, action, resource_type,
     resource_id, task_id, decision, status_code, roles, group_ids, scope_type, scope_id, duration_ms)
-VALUES (%(created_at)s, %(request_id)s, %(method)s, %(route)s, %(user_id)s, %(subject_type)s, %(action)s,
-    %(resource_type)s, %(resource_id)s, %(task_id)s, %(decision)s, %(status_code)s, %(roles)s, %(group_ids)s,
-    %(scope_type)s, %(scope_id)s, %(duration_ms)s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)
 """
 
 COPY = """
@@ -67,21 +65,11 @@ class AuditRecord:
     written: bool = False
 
     def row(self) -> tuple[Any, ...]:
-        """The COPY row (column order of COPY). Built directly, as it is formatted once per request."""
+        """The values for INSERT and COPY, in their column order."""
         return (datetime.fromtimestamp(self.created_at, UTC), self.request_id, self.method, self.route, self.user_id,
                 self.subject_type, self.action, self.resource_type, self.resource_id, self.task_id, self.decision,
                 self.status_code, _json_text(self.roles), _json_text(self.group_ids), self.scope_type, self.scope_id,
                 self.duration_ms)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "created_at": datetime.fromtimestamp(self.created_at, UTC), "request_id": self.request_id,
-            "method": self.method, "route": self.route, "user_id": self.user_id, "subject_type": self.subject_type,
-            "action": self.action, "resource_type": self.resource_type, "resource_id": self.resource_id,
-            "task_id": self.task_id, "decision": self.decision, "status_code": self.status_code,
-            "roles": Jsonb(list(self.roles)), "group_ids": Jsonb(list(self.group_ids)),
-            "scope_type": self.scope_type, "scope_id": self.scope_id, "duration_ms": self.duration_ms,
-        }
 
     def finish(self, status: int) -> None:
         self.status_code = status
@@ -92,7 +80,7 @@ class AuditRecord:
 
 
 def _json_text(values: tuple[str, ...]) -> str:
-    """A jsonb value for COPY's text format (the server parses it; no per-row dumper lookup)."""
+    """A jsonb value as text (the server parses it; no per-row dumper lookup)."""
     return msgspec.json.encode(values).decode()
 
 current: ContextVar[AuditRecord | None] = ContextVar("cynode_gateway_audit", default=None)
@@ -127,7 +115,7 @@ class AuditWriter(CopyBatchWriter):
         rec.finish(status)
         try:
             async with conn.transaction():
-                await conn.execute(INSERT, rec.params())
+                await conn.execute(INSERT, rec.row())
             rec.written = True
         except Exception as e:
             log.error("gateway audit write failed; queued for retry",
