@@ -243,7 +243,6 @@ class Scheduler:
                                                                 "limit": limit + 4})).fetchall()
             if not jobs:
                 return []
-            lease_s: list[float] = []
             for job in jobs:
                 if len(claims) >= limit:
                     break
@@ -261,11 +260,11 @@ class Scheduler:
                     claim.lease_s = payload.sandbox.timeout_seconds + self.lease_grace_s
                 else:
                     claim.lease_s = self.settings.inference.request_timeout_s * 3 + self.lease_grace_s
-                lease_s.append(claim.lease_s)
                 claims.append(claim)
             if claims:
                 await conn.execute(q.MARK_JOBS_RUNNING, {
-                    "ids": [c.job_id for c in claims], "leases": [c.lease_id for c in claims], "lease_s": lease_s,
+                    "ids": [c.job_id for c in claims], "leases": [c.lease_id for c in claims],
+                    "lease_s": [c.lease_s for c in claims],
                     "nodes": [c.node.node_id if c.node else None for c in claims]})
         return claims
 
