@@ -12,7 +12,7 @@ from cynode.controlplane import queries as q
 from cynode.controlplane.nodes import NodeRegistry
 from cynode.db.pool import Database
 from cynode.errors import NotFound
-from cynode.http.pagination import decode_cursor, encode_cursor
+from cynode.http.pagination import decode_cursor, next_page_cursor
 
 LIST_NODES = """
 SELECT n.id, n.node_slug, n.status, n.config_version, n.config_ack_status, n.last_seen_at, n.created_at,
@@ -62,12 +62,8 @@ class NodeAdmin:
             rows = await (await conn.execute(LIST_NODES, {"ref": None, "after": after, "after_id": after_id,
                                                           "limit": limit + 1})).fetchall()
         dispatchable = await self._dispatchable()
-        nodes = [_summary(r, dispatchable) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
-        return NodeList(nodes=nodes, next_cursor=next_cursor)
+        return NodeList(nodes=[_summary(r, dispatchable) for r in rows[:limit]],
+                        next_cursor=next_page_cursor(rows, limit))
 
     async def get(self, ref: str) -> NodeSummary:
         async with self.db.connection() as conn:

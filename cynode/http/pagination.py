@@ -26,6 +26,14 @@ def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).rstrip(b"=").decode()
 
 
+def next_page_cursor(rows: list[dict[str, Any]], limit: int) -> str | None:
+    """For a query that fetched `limit + 1` rows in (created_at, id) order: the cursor of the next page, or None."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor([last["created_at"].isoformat(), str(last["id"])])
+
+
 def decode_cursor(raw: str, type_: Any) -> Any:
     """Decode a cursor into `type_` (e.g. tuple[datetime, uuid.UUID]); anything else is a 400."""
     try:

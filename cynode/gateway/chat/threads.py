@@ -26,7 +26,7 @@ from cynode.gateway import audit
 from cynode.gateway.chat.store import ChatRepo, Row
 from cynode.gateway.redaction import redact_async
 from cynode.gateway.timefmt import rfc3339
-from cynode.http.pagination import decode_cursor, encode_cursor
+from cynode.http.pagination import decode_cursor, next_page_cursor
 from cynode.ids import canonical_uuid
 
 MiB = 1024 * 1024
@@ -51,13 +51,6 @@ def message_out(row: Row) -> MessageOut:
     kinds = (meta or {}).get("redaction_kinds") or []
     return MessageOut(id=row["id"], thread_id=row["thread_id"], role=row["role"], content=row["content"],
                       metadata=meta, redaction_kinds=list(kinds), created_at=rfc3339(row["created_at"]))
-
-
-def _page_cursor(rows: list[Row], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor([last["created_at"].isoformat(), last["id"]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +128,7 @@ class ThreadService:
         after = decode_cursor(cursor, Cursor) if cursor else None
         async with self.db.connection() as conn:
             rows = await ChatRepo(conn).list_threads(principal.user_id, pid, after, limit + 1)
-        return ThreadList(threads=[thread_out(r) for r in rows[:limit]], next_cursor=_page_cursor(rows, limit))
+        return ThreadList(threads=[thread_out(r) for r in rows[:limit]], next_cursor=next_page_cursor(rows, limit))
 
     async def _owned(self, repo: ChatRepo, principal: Principal, thread_id: str) -> Row:
         tid = canonical_uuid(thread_id)
@@ -176,7 +169,7 @@ class ThreadService:
             repo = ChatRepo(conn)
             thread = await self._owned(repo, principal, thread_id)
             rows = await repo.list_messages(thread["id"], after, limit + 1)
-        return MessageList(messages=[message_out(r) for r in rows[:limit]], next_cursor=_page_cursor(rows, limit))
+        return MessageList(messages=[message_out(r) for r in rows[:limit]], next_cursor=next_page_cursor(rows, limit))
 
     # -- a chat turn's writes --------------------------------------------------------------------------------------
 

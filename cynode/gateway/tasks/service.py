@@ -44,7 +44,7 @@ from cynode.gateway.tasks.names import auto_name, explicit_name, is_name, unique
 from cynode.gateway.tasks.upload import IncomingFile, read_multipart
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
 from cynode.gateway.validation import decode_body
-from cynode.http.pagination import decode_cursor, encode_cursor
+from cynode.http.pagination import decode_cursor, next_page_cursor
 from cynode.ids import canonical_uuid
 
 log = logging.getLogger("cynode.gateway.tasks")
@@ -287,12 +287,8 @@ class TaskService:
             cur = await conn.execute(q.LIST_TASKS, {"user_id": principal.user_id, "status": status,
                                                     "after_at": after_at, "after_id": after_id, "limit": limit + 1})
             rows = await cur.fetchall()
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor([last["created_at"].isoformat(), last["id"]])
-        return TaskList(tasks=[task_out(r, with_prompt=False) for r in page], next_cursor=next_cursor)
+        return TaskList(tasks=[task_out(r, with_prompt=False) for r in rows[:limit]],
+                        next_cursor=next_page_cursor(rows, limit))
 
     async def _jobs(self, conn: Conn, task_id: str) -> list[Row]:
         cur = await conn.execute(q.JOBS_OF_TASK, {"task_id": task_id})
