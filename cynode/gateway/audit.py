@@ -2,8 +2,8 @@
 
 Rows carry the action, resource, decision, status, the roles and groups used, and the duration; never bodies,
 tokens or prompts. To keep the hot path at one database round trip, rows are queued and a background writer inserts
-them in batches within a second; `stop()` flushes what is left, and a batch that fails is retried (and logged), so
-no row is dropped silently. Task create writes its row inside its own transaction instead (`write_in`).
+them in batches within a second (db/batch.py); `stop()` flushes what is left, and a batch that fails is retried (and
+logged), so no row is dropped silently. Task create writes its row inside its own transaction instead (`write_in`).
 
 Services describe the request they serve through `note(...)`, which updates the current request's record (a
 ContextVar set by the gateway middleware); outside a request it does nothing.
@@ -14,27 +14,26 @@ from __future__ import annotations
 import logging
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from psycopg.types.json import Json
 
-from cynode.db.batch import CopyBatchWriter
+from cynode.db.batch import BatchWriter
 from cynode.db.pool import Conn, Database
 
 log = logging.getLogger("cynode.gateway.audit")
 
-# Both take `AuditRecord.row()`, in this column order.
+# One INSERT for a batch of records and for a single one (write_in): a JSON array of AuditRecord structs.
 INSERT = """
 INSERT INTO gateway_audit_log (created_at, request_id, method, route, user_id, subject_type, action, resource_type,
     resource_id, task_id, decision, status_code, roles, group_ids, scope_type, scope_id, duration_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)
-"""
-
-COPY = """
-COPY gateway_audit_log (created_at, request_id, method, route, user_id, subject_type, action, resource_type,
-    resource_id, task_id, decision, status_code, roles, group_ids, scope_type, scope_id, duration_ms) FROM STDIN
+SELECT to_timestamp(r.created_at), r.request_id, r.method, r.route, r.user_id, r.subject_type, r.action,
+    r.resource_type, r.resource_id, r.task_id, r.decision, r.status_code, r.roles, r.group_ids, r.scope_type,
+    r.scope_id, r.duration_ms
+FROM json_to_recordset(%s) AS r(created_at float8, request_id text, method text, route text, user_id uuid,
+    subject_type text, action text, resource_type text, resource_id text, task_id uuid, decision text,
+    status_code int, roles jsonb, group_ids jsonb, scope_type text, scope_id uuid, duration_ms int)
 """
 
 FLUSH_INTERVAL_S = 0.5
@@ -42,15 +41,14 @@ MAX_BATCH = 5000
 MAX_BACKLOG = 200_000
 
 
-@dataclass
-class AuditRecord:
+class AuditRecord(msgspec.Struct):
     request_id: str
     method: str
     route: str
     action: str
     resource_type: str
-    started: float = field(default_factory=time.perf_counter)
-    created_at: float = field(default_factory=time.time)
+    started: float = msgspec.field(default_factory=time.perf_counter)
+    created_at: float = msgspec.field(default_factory=time.time)  # epoch seconds; to_timestamp() in INSERT
     user_id: str | None = None
     subject_type: str | None = None
     resource_id: str | None = None
@@ -64,13 +62,6 @@ class AuditRecord:
     duration_ms: int | None = None
     written: bool = False
 
-    def row(self) -> tuple[Any, ...]:
-        """The values for INSERT and COPY, in their column order."""
-        return (datetime.fromtimestamp(self.created_at, UTC), self.request_id, self.method, self.route, self.user_id,
-                self.subject_type, self.action, self.resource_type, self.resource_id, self.task_id, self.decision,
-                self.status_code, _json_text(self.roles), _json_text(self.group_ids), self.scope_type, self.scope_id,
-                self.duration_ms)
-
     def finish(self, status: int) -> None:
         self.status_code = status
         if status in (401, 403):
@@ -78,10 +69,6 @@ class AuditRecord:
         if self.duration_ms is None:
             self.duration_ms = round((time.perf_counter() - self.started) * 1000)
 
-
-def _json_text(values: tuple[str, ...]) -> str:
-    """A jsonb value as text (the server parses it; no per-row dumper lookup)."""
-    return msgspec.json.encode(values).decode()
 
 current: ContextVar[AuditRecord | None] = ContextVar("cynode_gateway_audit", default=None)
 
@@ -99,9 +86,9 @@ def deny() -> None:
     note(decision="deny")
 
 
-class AuditWriter(CopyBatchWriter):
+class AuditWriter(BatchWriter):
     def __init__(self, db: Database) -> None:
-        super().__init__(db, COPY, name="gateway audit", flush_interval_s=FLUSH_INTERVAL_S, max_batch=MAX_BATCH,
+        super().__init__(db, INSERT, name="gateway audit", flush_interval_s=FLUSH_INTERVAL_S, max_batch=MAX_BATCH,
                          max_backlog=MAX_BACKLOG)
 
     def submit(self, rec: AuditRecord) -> None:  # type: ignore[override]
@@ -115,7 +102,7 @@ class AuditWriter(CopyBatchWriter):
         rec.finish(status)
         try:
             async with conn.transaction():
-                await conn.execute(INSERT, rec.row())
+                await conn.execute(INSERT, (Json([rec]),))
             rec.written = True
         except Exception as e:
             log.error("gateway audit write failed; queued for retry",

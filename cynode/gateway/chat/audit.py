@@ -1,7 +1,7 @@
 """`chat_audit_log` (agents.md §3.11): one row per authenticated chat completion request, whatever its outcome, with
 the model, route, thread, redaction kinds and duration, never content.
 
-Rows are queued and written in batches (COPY) by a background task within half a second, so a chat turn pays no
+Rows are queued and written in batches (db/batch.py) by a background task within half a second, so a chat turn pays no
 extra round trip for its audit; `stop()` flushes what is left and a failed batch stays queued for the next try.
 """
 
@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-from psycopg.types.json import Jsonb
+import msgspec
 
-from cynode.db.batch import CopyBatchWriter
+from cynode.db.batch import BatchWriter
 from cynode.db.pool import Database
 from cynode.gateway.chat import queries as q
 
@@ -26,12 +23,11 @@ MAX_BATCH = 2000
 MAX_BACKLOG = 100_000
 
 
-@dataclass
-class ChatAuditRecord:
+class ChatAuditRecord(msgspec.Struct):
     request_id: str
     user_id: str
-    started: float = field(default_factory=time.perf_counter)
-    created_at: float = field(default_factory=time.time)
+    started: float = msgspec.field(default_factory=time.perf_counter)
+    created_at: float = msgspec.field(default_factory=time.time)  # epoch seconds; to_timestamp() in AUDIT_INSERT
     project_id: str | None = None
     model: str | None = None
     route: str | None = None  # pma | direct_inference
@@ -52,13 +48,8 @@ class ChatAuditRecord:
         self.duration_ms = round((time.perf_counter() - self.started) * 1000)
         return True
 
-    def row(self) -> tuple[Any, ...]:
-        return (datetime.fromtimestamp(self.created_at, UTC), self.user_id, self.project_id, self.model, self.outcome,
-                self.error_code, bool(self.redaction_kinds), Jsonb(list(self.redaction_kinds)), self.duration_ms,
-                self.request_id, self.route, self.thread_id, self.stream)
 
-
-class ChatAuditWriter(CopyBatchWriter):
+class ChatAuditWriter(BatchWriter):
     def __init__(self, db: Database) -> None:
-        super().__init__(db, q.AUDIT_COPY, name="chat audit", flush_interval_s=FLUSH_INTERVAL_S,
+        super().__init__(db, q.AUDIT_INSERT, name="chat audit", flush_interval_s=FLUSH_INTERVAL_S,
                          max_batch=MAX_BATCH, max_backlog=MAX_BACKLOG)

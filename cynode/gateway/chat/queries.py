@@ -63,7 +63,14 @@ LIMIT %(limit)s
 
 PROJECT_IDENTITY = "SELECT id::text AS id, slug, display_name FROM projects WHERE id = %(id)s"
 
-AUDIT_COPY = """
-COPY chat_audit_log (created_at, user_id, project_id, model, outcome, error_code, redaction_applied, redaction_kinds,
-    duration_ms, request_id, route, thread_id, stream) FROM STDIN
+# A batch of ChatAuditRecord structs as one JSON array (db/batch.py).
+AUDIT_INSERT = """
+INSERT INTO chat_audit_log (created_at, user_id, project_id, model, outcome, error_code, redaction_applied,
+    redaction_kinds, duration_ms, request_id, route, thread_id, stream)
+SELECT to_timestamp(r.created_at), r.user_id, r.project_id, r.model, r.outcome, r.error_code,
+    jsonb_array_length(r.redaction_kinds) > 0, r.redaction_kinds, r.duration_ms, r.request_id, r.route, r.thread_id,
+    r.stream
+FROM json_to_recordset(%s) AS r(created_at float8, user_id uuid, project_id uuid, model text, outcome text,
+    error_code text, redaction_kinds jsonb, duration_ms int, request_id text, route text, thread_id uuid,
+    stream boolean)
 """
