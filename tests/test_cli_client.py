@@ -119,6 +119,14 @@ def test_round_trip_login_create_list_get_result_logout(home: dict[str, str]) ->
     assert result["task_id"] == created["id"] and result["jobs"][0]["status"] in ("queued", "running", "completed")
     table = cli(home, "task", "list")
     assert table.returncode == 0 and "hello-task" in table.stdout
+    second = json.loads(cli(home, "-o", "json", "task", "create", "-p", "again").stdout)
+    first_page = cli(home, "task", "list", "-l", "1")  # the table, and on stderr the command for the next page
+    assert second["task_name"] in first_page.stdout and "hello-task" not in first_page.stdout
+    hint = first_page.stderr.strip()
+    assert hint.startswith("more: cynode task list --cursor ")
+    rest = cli(home, "task", "list", "-l", "1", "--cursor", hint.rsplit(" ", 1)[1])
+    assert "hello-task" in rest.stdout and rest.stderr.strip() == ""
+    assert cli(home, "-q", "task", "list", "-l", "1").stderr.strip() == ""
     r = cli(home, "auth", "logout")
     assert r.returncode == 0
     assert "token" not in config_of(home).read_text()

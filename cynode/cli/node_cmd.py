@@ -8,7 +8,7 @@ import click
 
 from cynode.cli.client import GatewayClient, load_config, run_cli
 from cynode.cli.common import CliState
-from cynode.cli.output import emit_table
+from cynode.cli.output import emit_more, emit_table
 
 COLUMNS = ["node_slug", "status", "dispatchable", "running_jobs", "last_heartbeat", "config_ack_status"]
 
@@ -32,8 +32,7 @@ def list_nodes(obj: CliState, limit: int, cursor: str | None) -> None:
     with GatewayClient(load_config(obj)) as client:
         doc = client.get("/v1/nodes", params={"limit": limit, **({"cursor": cursor} if cursor else {})})
     _show(obj, doc["nodes"], doc)
-    if not obj.json and doc.get("next_cursor"):
-        click.echo(f"more: --cursor {doc['next_cursor']}", err=True)
+    emit_more(obj, "cynode node list", doc)
 
 
 @node.command("get")

@@ -30,3 +30,11 @@ def emit_table(obj: Any, title: str, columns: Sequence[str], rows: Sequence[dict
     for r in rows:
         table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
     console(obj).print(table)
+
+
+def emit_more(obj: Any, command: str, page: dict[str, Any]) -> None:
+    """After a table: the command that shows the next page, on stderr (not with -o json, where `next_cursor` is in
+    the document, nor with --quiet)."""
+    cursor = page.get("next_cursor")
+    if cursor and not getattr(obj, "json", False) and not getattr(obj, "quiet", False):
+        click.echo(f"more: {command} --cursor {cursor}", err=True)

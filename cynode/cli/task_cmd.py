@@ -14,7 +14,7 @@ from rich.console import Console
 
 from cynode.cli.client import CliError, GatewayClient, load_config, run_cli
 from cynode.cli.common import EXIT_USAGE, CliState, fail
-from cynode.cli.output import emit_json, emit_table
+from cynode.cli.output import emit_json, emit_more, emit_table
 
 CLOSED = ("completed", "failed", "canceled", "superseded")
 POLL_S = 1.0
@@ -150,8 +150,7 @@ def list_(obj: CliState, limit: int | None, cursor: str | None, status: str | No
     rows = [{"id": t["id"], "name": t["task_name"], "status": t["status"], "created": t["created_at"]}
             for t in body["tasks"]]
     emit_table(obj, "Tasks", ["id", "name", "status", "created"], rows, raw=body)
-    if not obj.json and body.get("next_cursor") and not obj.quiet:
-        click.echo(f"more: cynode task list --cursor {body['next_cursor']}", err=True)
+    emit_more(obj, "cynode task list", body)
 
 
 
