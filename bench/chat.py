@@ -6,13 +6,16 @@ fixed seed, so the model's own time is the same everywhere) is sent REQUESTS tim
 keep-alive connections, one request per side in turn: `POST /v1/chat/completions` on the gateway (authenticated, the
 user message stored under the thread lock, routed, the answer stored, audited), `POST /api/chat` straight to the
 model server (the very call the gateway makes; the baseline) and, for context, `POST /v1/chat/completions` straight
-to it.
-The difference of the percentiles is the gateway's added latency.
+to it, and a bare litestar endpoint that only passes the call on (the least any gateway adds).
+The difference of the percentiles is the gateway's added latency. Last, for context, the cost of one commit round
+trip to the gateway's PostgreSQL, back to back and after a pause as long as the model's turn: a chat turn makes three
+(the session check, the user message before routing, the answer before responding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -20,17 +23,20 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 
-from bench.report import median, pct, row
+from bench.report import free_port, median, pct, row
 from tests.support.system import ServeProcess
 
 MODEL = "gemma3:270m"
 REQUESTS = 400
 WARMUP = 20
+COMMITS = 200
 ADMIN_PASSWORD = "bench-admin-password"
 # Two non-system messages: the gateway forwards them as they are (a single message would get the thread history).
 BODY = {"model": MODEL, "max_tokens": 1, "temperature": 0, "seed": 1234, "messages": [
@@ -56,6 +62,35 @@ MODEL_SERVER = textwrap.dedent("""
 """)
 
 
+# Context: the least a gateway can add. A bare litestar endpoint (uvicorn, httptools, uvloop, as `serve`) that passes
+# the same completion to the model server over a kept-alive aiohttp session and returns its answer: no auth, no
+# database, no audit.
+PROXY_APP = textwrap.dedent("""
+    import sys, aiohttp, msgspec, uvicorn
+    from litestar import Litestar, Request, post
+
+    UPSTREAM = sys.argv[1]
+    http = None
+
+    @post("/v1/chat/completions", status_code=200)
+    async def complete(request: Request) -> dict:
+        global http
+        body = msgspec.json.decode(await request.body())
+        http = http or aiohttp.ClientSession()
+        upstream = {"model": body["model"], "messages": body["messages"], "stream": False,
+                    "options": {"num_predict": body["max_tokens"], "temperature": body["temperature"],
+                                "seed": body["seed"]}}
+        async with http.post(UPSTREAM + "/api/chat", data=msgspec.json.encode(upstream),
+                             headers={"Content-Type": "application/json"}) as r:
+            answer = msgspec.json.decode(await r.read())
+        return {"object": "chat.completion", "model": body["model"],
+                "choices": [{"index": 0, "message": answer["message"], "finish_reason": "length"}]}
+
+    uvicorn.run(Litestar([complete]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning",
+                http="httptools", loop="uvloop", access_log=False)
+""")
+
+
 async def _timed(http: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str],
                  n: int) -> list[float]:
     out = []
@@ -69,11 +104,12 @@ async def _timed(http: aiohttp.ClientSession, url: str, body: dict[str, Any], he
     return out
 
 
-async def _measure(model_url: str, gateway_url: str, headers: dict[str, str]) -> dict[str, list[float]]:
+async def _measure(model_url: str, gateway_url: str, headers: dict[str, str], proxy_url: str) -> dict[str, list[float]]:
     sides = {  # name -> (url, body, headers)
         "gateway": (gateway_url + "/v1/chat/completions", BODY, headers),
         "api_chat": (model_url + "/api/chat", OLLAMA_BODY, {}),
         "openai": (model_url + "/v1/chat/completions", BODY, {}),
+        "proxy": (proxy_url + "/v1/chat/completions", BODY, {}),
     }
     out: dict[str, list[float]] = {name: [] for name in sides}
     async with aiohttp.ClientSession() as http:
@@ -81,7 +117,8 @@ async def _measure(model_url: str, gateway_url: str, headers: dict[str, str]) ->
             await _timed(http, url, body, hdrs, WARMUP)
         names = list(sides)
         for i in range(REQUESTS):  # one request per side in turn, the order rotating, so drift hits every side alike
-            for name in names[i % 3:] + names[:i % 3]:
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
                 url, body, hdrs = sides[name]
                 out[name] += await _timed(http, url, body, hdrs, 1)
     return out
@@ -95,6 +132,47 @@ def _model_server() -> tuple[subprocess.Popen[str], str]:
         proc.kill()
         raise RuntimeError("the model server did not load the model")
     return proc, url
+
+
+@contextlib.contextmanager
+def _proxy(model_url: str) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", PROXY_APP, model_url, str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.post(url + "/v1/chat/completions", json=BODY, timeout=30).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _commit_round_trips(db_url: str) -> tuple[list[float], list[float]]:
+    """One-row INSERT commits on the gateway's database: back to back, and each after a 3 ms pause (about the
+    model's time in a chat turn, during which PostgreSQL's CPU goes idle)."""
+    import psycopg
+
+    out: tuple[list[float], list[float]] = ([], [])
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute("CREATE TABLE bench_commit (v int)")  # not TEMP: those commit without a WAL flush
+        try:
+            for i in range(2 * COMMITS):
+                if i % 2:
+                    await asyncio.sleep(0.003)
+                t0 = time.perf_counter()
+                await conn.execute("INSERT INTO bench_commit VALUES (1)")
+                out[i % 2].append((time.perf_counter() - t0) * 1000)
+        finally:
+            await conn.execute("DROP TABLE bench_commit")
+    return out
 
 
 def run() -> None:
@@ -112,13 +190,21 @@ def run() -> None:
         login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": ADMIN_PASSWORD}, timeout=30)
         login.raise_for_status()
         headers = {"Authorization": "Bearer " + login.json()["access_token"]}
-        times = asyncio.run(_measure(model_url, base, headers))
+        with _proxy(model_url) as proxy_url:
+            times = asyncio.run(_measure(model_url, base, headers, proxy_url))
+        import pgserver  # attach to the gateway's embedded server, and let go of it after
+
+        pg = pgserver.get_server(Path(data_dir) / "postgres", cleanup_mode="stop")
+        try:
+            hot, paused = asyncio.run(_commit_round_trips(str(pg.get_uri("cynode"))))
+        finally:
+            pg.cleanup()
     finally:
         gw.stop()
         server.terminate()
         server.wait(10)
         shutil.rmtree(data_dir, ignore_errors=True)
-    via, direct, openai = times["gateway"], times["api_chat"], times["openai"]
+    via, direct, openai, proxy = times["gateway"], times["api_chat"], times["openai"], times["proxy"]
     row(f"chat completion via the gateway p50 (N={len(via)}, {MODEL}, 1 token)", median(via), "ms",
         baseline=median(direct), ratio_note="vs the same call straight to the model server")
     row("  p99", pct(via, 99), "ms", baseline=pct(direct, 99))
@@ -126,5 +212,8 @@ def run() -> None:
         goal="<= 3 ms")
     row("  gateway added latency p99 (vs POST /api/chat direct)", pct(via, 99) - pct(direct, 99), "ms",
         goal="<= 15 ms")
+    row("  context: a bare litestar proxy to the same call adds p50", median(proxy) - median(direct), "ms")
+    row("  context: a commit round trip to PostgreSQL, back to back p50", median(hot), "ms")
+    row("  context: the same after a 3 ms pause p50 (the gateway makes 3 per turn)", median(paused), "ms")
     row("  context: added p50 vs POST /v1/chat/completions direct", median(via) - median(openai), "ms")
     row("  context: added p99 vs POST /v1/chat/completions direct", pct(via, 99) - pct(openai, 99), "ms")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.report import median, pct, row
+from bench.report import free_port, median, pct, row
 from tests.support.system import ServeProcess
 
 CONNECTIONS = 32
@@ -107,13 +107,6 @@ AIOHTTP_GEN = textwrap.dedent("""
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _wrk(url: str, headers: dict[str, str], duration: float) -> tuple[float, float]:
     cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency"]
@@ -157,7 +150,7 @@ def measure_alternating(targets: dict[str, tuple[str, dict[str, str]]]) -> dict[
 
 @contextlib.contextmanager
 def _bare(db_url: str | None = None) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     args = ["-c", FLOOR_APP, db_url, str(port)] if db_url else ["-c", BARE_APP.replace("{port}", str(port))]
     proc = subprocess.Popen([sys.executable, *args])
     try:

@@ -1,7 +1,8 @@
-"""Printing helpers so every benchmark reports the same way: figure, baseline, ratio, goal."""
+"""Helpers every benchmark shares: printing a figure with its baseline, ratio and goal the same way; a free port."""
 
 from __future__ import annotations
 
+import socket
 import statistics
 
 
@@ -23,3 +24,10 @@ def pct(values: list[float], p: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a baseline server started by a bench."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

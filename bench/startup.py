@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.report import median, row
+from bench.report import free_port, median, row
 from tests.support.system import ServeProcess
 
 RUNS = 5
@@ -32,13 +32,6 @@ BARE_APP = textwrap.dedent("""
     uvicorn.run(Litestar([healthz]), host="127.0.0.1", port={port}, log_level="warning")
 """)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_200(url: str, proc: subprocess.Popen[bytes], t0: float) -> float:
@@ -61,7 +54,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _bare() -> float:
-    port = _free_port()
+    port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", BARE_APP.replace("{port}", str(port))])
     try:
@@ -114,10 +107,10 @@ def run() -> None:
     bare = [_bare() for _ in range(RUNS)]
     first_dir = tempfile.mkdtemp(prefix="cynode-bench-")
     try:
-        port = _free_port()
+        port = free_port()
         first = _cynode(first_dir, port)  # includes initdb of the embedded PostgreSQL
-        warm = [_cynode(first_dir, _free_port()) for _ in range(RUNS)]
-        with_model = _cynode(first_dir, _free_port(), model=True)
+        warm = [_cynode(first_dir, free_port()) for _ in range(RUNS)]
+        with_model = _cynode(first_dir, free_port(), model=True)
     finally:
         shutil.rmtree(first_dir, ignore_errors=True)
     b = median(bare) * 1000
