@@ -79,3 +79,31 @@ async def test_a_failing_auth_audit_write_makes_login_fail(gateway: Gateway) -> 
     body = assert_problem(r, 500, "internal")
     assert body["detail"] == "internal error"
     assert await gateway.rows("SELECT 1 FROM refresh_sessions") == []  # no session without its audit row
+
+
+async def test_a_nul_in_a_path_id_is_audited_and_does_not_stall_the_trail(gateway: Gateway) -> None:
+    h = await gateway.token()
+    r = await gateway.client.delete("/v1/auth/tokens/%00abc", headers=h)  # any user may ask; the id is their text
+    assert r.status_code == 404
+    assert (await gateway.client.get("/v1/users/me", headers=h)).status_code == 200
+    await gateway.flush_audit()  # a row PostgreSQL refused would keep the whole batch (and all later ones) queued
+    rows = await gateway.rows("SELECT action, resource_id FROM gateway_audit_log WHERE action IN ('revoke', 'read_me') "
+                              "ORDER BY created_at")
+    assert [r["action"] for r in rows] == ["revoke", "read_me"] and rows[0]["resource_id"] == "abc"
+
+
+async def test_a_row_the_database_refuses_is_dropped_loudly_and_the_rest_are_written(gateway: Gateway,
+                                                                                      caplog: Any) -> None:
+    from cynode.gateway.audit import AuditRecord
+
+    writer = gateway.services.audit
+    good = [AuditRecord(request_id=f"r{i}", method="GET", route="/x", action="probe", resource_type="test")
+            for i in range(3)]
+    bad = AuditRecord(request_id="poison", method="GET", route="/x\x00", action="probe", resource_type="test")
+    for rec in (good[0], bad, *good[1:]):
+        writer.submit(rec)
+    with caplog.at_level(logging.ERROR, logger="cynode.db.batch"):
+        assert await writer.flush() and writer.pending == 0
+    assert "row refused by the database; dropped" in caplog.text
+    rows = await gateway.rows("SELECT request_id FROM gateway_audit_log WHERE action = 'probe' ORDER BY request_id")
+    assert [r["request_id"] for r in rows] == ["r0", "r1", "r2"]

@@ -4,8 +4,9 @@ Records are queued in memory and written within `flush_interval_s` (or at once w
 pays no extra round trip for its audit row. A batch goes to PostgreSQL as one JSON array (msgspec encodes the record
 structs in C) that the writer's INSERT unpacks with `json_to_recordset`: about a microsecond per row in the gateway
 process, where formatting COPY rows field by field in Python cost several. A failed batch stays queued and is retried
-(and logged); `stop()` flushes what is left, so no row is dropped silently. Only a backlog over `max_backlog` (the
-database being gone for a long time) drops the oldest rows, loudly.
+(and logged); `stop()` flushes what is left, so no row is dropped silently. Only a row PostgreSQL refuses for its
+content (which no retry would change, and which would hold back every row behind it) and a backlog over
+`max_backlog` (the database being gone for a long time) drop rows, loudly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
+import psycopg
 from psycopg.types.json import Json
 
 from cynode.db.pool import Database
@@ -72,14 +74,38 @@ class BatchWriter:
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 try:
-                    async with self.db.connection() as conn:
-                        await conn.execute(self.insert_sql, (Json(batch),))  # encoded by msgspec (db/pool.py)
+                    await self._insert(batch)
+                except psycopg.DataError:
+                    # A row whose content PostgreSQL refuses fails the same way on every retry, and would hold back
+                    # every row queued after it: write the batch row by row and drop only the refused ones, loudly.
+                    if not await self._insert_each(batch):
+                        return False
+                    continue
                 except Exception as e:
                     log.error("%s batch failed; will retry", self.name,
                               extra={"rows": len(batch), "error": type(e).__name__})
                     return False
                 del self._queue[: len(batch)]
             return True
+
+    async def _insert(self, batch: list[Any]) -> None:
+        async with self.db.connection() as conn:
+            await conn.execute(self.insert_sql, (Json(batch),))  # encoded by msgspec (db/pool.py)
+
+    async def _insert_each(self, batch: list[Any]) -> bool:
+        for rec in batch:
+            try:
+                await self._insert([rec])
+            except psycopg.DataError as e:
+                log.error("%s row refused by the database; dropped", self.name,
+                          extra={"request_id": rec.request_id, "error": type(e).__name__})
+            except Exception as e:
+                log.error("%s batch failed; will retry", self.name,
+                          extra={"rows": len(batch), "error": type(e).__name__})
+                return False
+            if self._queue and self._queue[0] is rec:
+                del self._queue[0]
+        return True
 
     @property
     def pending(self) -> int:

@@ -78,7 +78,8 @@ def note(**fields: Any) -> None:
     rec = current.get()
     if rec is not None:
         for k, v in fields.items():
-            setattr(rec, k, v)
+            # Ids can be the caller's text (a path segment); PostgreSQL text cannot hold NUL.
+            setattr(rec, k, v.replace("\x00", "") if isinstance(v, str) else v)
 
 
 def deny() -> None:
