@@ -1,5 +1,5 @@
-"""The orchestrator and a worker as two processes over real HTTP, with real Podman containers; and a worker
-killed with SIGKILL mid-job: the task still completes once the worker is back."""
+"""The orchestrator and a worker as two processes over real HTTP, with real Podman containers; a worker killed with
+SIGKILL mid-job, and an orchestrator killed the same way: the tasks still complete once the process is back."""
 
 from __future__ import annotations
 
@@ -76,3 +76,51 @@ async def test_split_orchestrator_and_worker_survive_a_killed_worker(tmp_path, d
         if worker is not None:
             assert worker.stop() == 0, worker.log()[-3000:]
         assert orch.stop() == 0, orch.log()[-3000:]
+
+
+async def test_a_killed_orchestrator_loses_no_accepted_work(tmp_path, db_url: str) -> None:
+    """SIGKILL the orchestrator while its job runs on the worker, then accept a task while it is down: once it is back,
+    both complete. The running job's answer died with the dispatch call; when its lease (job timeout + 30 s grace)
+    runs out, the restarted scheduler queues it again and it runs a second time."""
+    orch_env = {"CYNODE_DATABASE_URL": db_url, "CYNODE_NODE_REGISTRATION_PSK": PSK,
+                "CYNODE_SCHEDULER_POLL_INTERVAL_MS": "200"}
+    orch = ServeProcess("orchestrator", name="orch", data_dir=tmp_path / "orch", env=orch_env).start()
+    worker = None
+    db = Database(db_url, load_settings(None, {}).db)
+    await db.pool.open(wait=True)
+    try:
+        orch.wait_accepting()
+        worker = ServeProcess("worker", name="worker", data_dir=tmp_path / "worker", env={
+            "CYNODE_NODE_REGISTRATION_PSK": PSK, "NODE_SLUG": "split-b", "ORCHESTRATOR_URL": orch.url("controlplane"),
+            "CYNODE_WORKER_INFERENCE_MODE": "disabled"}).start()
+        worker.wait_ready(listener="worker", timeout=120)
+        cp_port = orch.url("controlplane").rsplit(":", 1)[1]
+
+        running, running_job = await make_task(db, command=["sh", "-c", "sleep 3; echo outlived"], timeout=5)
+        await wait_job_running(db, running_job)
+        os.kill(orch.proc.pid, signal.SIGKILL)
+        orch.proc.wait(10)
+        queued, _ = await make_task(db, command=["sh", "-c", "echo accepted"])  # accepted while it is down
+        await asyncio.sleep(4.0)  # the running job ends meanwhile; its answer has nowhere to go
+
+        # Back on the same control-plane port, so the worker finds it again.
+        orch = ServeProcess("orchestrator", name="orch2", data_dir=tmp_path / "orch", env={
+            **orch_env, "CYNODE_CONTROLPLANE_LISTEN_ADDR": f"127.0.0.1:{cp_port}"}).start()
+        orch.wait_accepting()
+        for task_id, out in ((queued, "accepted\n"), (running, "outlived\n")):
+            done = await wait_closed(db, task_id, timeout=90)
+            job = await job_row(db, await db_job_id(db, task_id))
+            assert done["status"] == "completed" and job["result"]["stdout"] == out, job
+        assert (await job_row(db, running_job))["attempt"] == 2
+    finally:
+        await db.close()
+        if worker is not None:
+            assert worker.stop() == 0, worker.log()[-3000:]
+        assert orch.stop() == 0, orch.log()[-3000:]
+
+
+async def db_job_id(db: Database, task_id: str) -> str:
+    async with db.connection() as conn:
+        row = await (await conn.execute("SELECT id::text FROM jobs WHERE task_id = %s ORDER BY created_at DESC LIMIT 1",
+                                        (task_id,))).fetchone()
+    return str(row["id"])
