@@ -48,11 +48,17 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(doc, default=str))
 
 
+# Control characters as escapes: a logged value (an unmatched path is logged as the client sent it, URL-decoded)
+# must not end the line and start a forged one, nor drive the terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%H:%M:%S", time.localtime(record.created))
         extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         line = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()}" + (f" [{extras}]" if extras else "")
+        line = line.translate(_CONTROL)  # the traceback below keeps its own line breaks
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return scrub(line)
