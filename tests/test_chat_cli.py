@@ -1,5 +1,6 @@
 """`cynode chat` as a user runs it (a real subprocess) against the real gateway on a real port, with the real PMA
-and the built-in model: one-shot, `-o json`, the interactive session, and the exit codes of cli.md."""
+and the built-in model: one-shot, `-o json`, the interactive session, and the exit codes of cli.md; and the model's
+text reaching the terminal without control characters."""
 
 # ruff: noqa: F811 - the fixtures imported from test_chat_api are (re)named as test parameters
 
@@ -11,7 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cynode.cli.output import terminal_safe
 from tests.support.system import cynode_cli
 from tests.test_chat_api import (  # noqa: F401
     UNREACHABLE,
@@ -81,3 +85,16 @@ async def test_exit_codes(make_chat: MakeChat, tmp_path: Path) -> None:
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1 and r.stdout == "", (args, r.stderr)
     r = await run(None, token, tmp_path, "chat", "-m", "hi")  # nothing listens there
     assert r.returncode == 7 and "cannot reach the gateway" in r.stderr
+
+
+def _unprintable(c: str) -> bool:
+    return (ord(c) < 0x20 and c not in "\t\n") or 0x7F <= ord(c) < 0xA0
+
+
+@given(st.text())
+def test_model_text_reaches_the_terminal_without_control_characters(text: str) -> None:
+    assert terminal_safe(text) == "".join(c for c in text if not _unprintable(c))
+
+
+def test_escape_sequences_lose_their_escape() -> None:  # OSC 52 writes the clipboard; CSI 2J clears the screen
+    assert terminal_safe("a\x1b]52;c;ZXZpbA==\x07b\r\nc\x9b2J") == "a]52;c;ZXZpbA==b\nc2J"

@@ -23,7 +23,7 @@ import httpx
 
 from cynode.cli.client import LOGIN_HINT, CliError, GatewayClient, exit_code_for, load_config, run_cli
 from cynode.cli.common import EXIT_AUTH, EXIT_GATEWAY, EXIT_USAGE, CliState, fail
-from cynode.cli.output import emit_json
+from cynode.cli.output import emit_json, terminal_safe
 
 PM_MODEL = "cynodeai.pm"
 # Reads may pause: the Project Manager agent sends a keep-alive every 15 s, the wait cap is 120 s (up to 600 s).
@@ -124,7 +124,7 @@ class ChatSession:
 
 
 def _write(text: str) -> None:
-    sys.stdout.write(text)
+    sys.stdout.write(terminal_safe(text))
     sys.stdout.flush()
 
 

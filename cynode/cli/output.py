@@ -38,3 +38,13 @@ def emit_more(obj: Any, command: str, page: dict[str, Any]) -> None:
     cursor = page.get("next_cursor")
     if cursor and not getattr(obj, "json", False) and not getattr(obj, "quiet", False):
         click.echo(f"more: {command} --cursor {cursor}", err=True)
+
+
+# C0 controls but tab and newline, DEL, and the C1 range (0x9b is a CSI on some terminals).
+_UNPRINTABLE = dict.fromkeys((*(c for c in range(0x20) if c not in (0x09, 0x0A)), *range(0x7F, 0xA0)))
+
+
+def terminal_safe(text: str) -> str:
+    """Text from elsewhere (a model's answer) without the control characters that would let it drive the terminal:
+    move the cursor over earlier output, retitle the window, write the clipboard."""
+    return text.translate(_UNPRINTABLE)
