@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,26 +25,17 @@ from cynode.inference.errors import (
     ModelLoading,
     ModelNotFound,
 )
-from tests.test_inference_helpers import MODEL, ServerThread
+from tests.test_inference_helpers import MODEL
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[ServerThread]:
-    s = ServerThread()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 # ------------------------------------------------------------------------------------------------ real server
 
 
 @pytest.mark.model
-async def test_client_against_the_built_in_server(srv: ServerThread) -> None:
-    async with OllamaClient(srv.url, timeout=60) as client:
+async def test_client_against_the_built_in_server(model_server: str) -> None:
+    async with OllamaClient(model_server, timeout=60) as client:
         assert await client.version()
         assert MODEL in [m.name for m in (await client.tags()).models]
         assert (await client.show(MODEL)).details.family == "gemma3"
@@ -59,8 +50,8 @@ async def test_client_against_the_built_in_server(srv: ServerThread) -> None:
 
 
 @pytest.mark.model
-async def test_client_errors_from_the_built_in_server(srv: ServerThread) -> None:
-    async with OllamaClient(srv.url) as client:
+async def test_client_errors_from_the_built_in_server(model_server: str) -> None:
+    async with OllamaClient(model_server) as client:
         with pytest.raises(ModelNotFound) as e:
             await client.chat("missing:1b", [{"role": "user", "content": "x"}])
         assert not e.value.retryable and e.value.status == 404
@@ -71,11 +62,11 @@ async def test_client_errors_from_the_built_in_server(srv: ServerThread) -> None
 
 
 @pytest.mark.model
-async def test_client_over_a_unix_socket(srv: ServerThread) -> None:
+async def test_client_over_a_unix_socket(model_server: str) -> None:
     """http+unix:// base URLs: here a loopback relay on a socket in front of the real server."""
     d = Path(tempfile.mkdtemp(prefix="cyn-cli-"))
     sock = d / "ollama.sock"
-    relay = await _unix_relay(sock, srv.url)
+    relay = await _unix_relay(sock, model_server)
     try:
         async with OllamaClient("http+unix://" + quote(str(sock), safe="")) as client:
             reply = await client.generate(MODEL, "Hi", {"num_predict": 2})

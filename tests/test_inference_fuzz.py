@@ -6,7 +6,6 @@ a single token to generate, so the fuzzing does not turn into a generation bench
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_gateway_fuzz import awkward, json_values
-from tests.test_inference_helpers import MODEL, ServerThread
+from tests.test_inference_helpers import MODEL
 
 pytestmark = pytest.mark.model
 
@@ -38,21 +37,12 @@ real = st.fixed_dictionaries({"model": st.just(MODEL), "prompt": st.text(max_siz
     lambda b: {**b, "options": {"num_predict": 1}, "max_tokens": 1})
 
 
-@pytest.fixture(scope="module")
-def srv() -> Iterator[ServerThread]:
-    s = ServerThread()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @FUZZ
 @given(path=st.sampled_from(ENDPOINTS), body=bodies | real, raw=st.booleans())
-def test_fuzz_model_server_bodies(srv: ServerThread, path: str, body: Any, raw: bool) -> None:
+def test_fuzz_model_server_bodies(model_server: str, path: str, body: Any, raw: bool) -> None:
     content = json.dumps(body).encode() if not raw else json.dumps(body).encode()[: max(1, len(json.dumps(body)) // 2)]
-    r = httpx.post(srv.url + path, content=content, headers={"content-type": "application/json"}, timeout=60)
+    r = httpx.post(model_server + path, content=content, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code != 500 and r.status_code < 600, (r.status_code, r.text[:300])
     if r.status_code >= 400:
         assert isinstance(r.json().get("error"), (str, dict)), r.text[:300]
-    assert httpx.get(srv.url + "/api/version", timeout=10).status_code == 200
+    assert httpx.get(model_server + "/api/version", timeout=10).status_code == 200

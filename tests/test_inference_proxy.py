@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from cynode.inference.client import OllamaClient
 from cynode.worker.inference_proxy import ALLOWED_ROUTES, ConcurrencyLimiter, InferenceProxy, allowed_methods
-from tests.test_inference_helpers import MODEL, ServerThread
+from tests.test_inference_helpers import MODEL
 
 MiB = 1024 * 1024
 
@@ -326,18 +326,9 @@ async def test_socket_path_longer_than_107_bytes_is_refused(upstream: Upstream, 
 # ------------------------------------------------------------------------------------------------ real model
 
 
-@pytest.fixture(scope="module")
-def model_srv() -> Iterator[ServerThread]:
-    s = ServerThread()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.mark.model
-async def test_real_model_through_the_proxy(model_srv: ServerThread, sock_dir: Path) -> None:
-    p = InferenceProxy(model_srv.url, 2, label="job:model")
+async def test_real_model_through_the_proxy(model_server: str, sock_dir: Path) -> None:
+    p = InferenceProxy(model_server, 2, label="job:model")
     await p.start(sock_dir / "m.sock")
     try:
         url = "http+unix://" + str(p.socket_path).replace("/", "%2F")
