@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.report import free_port, median, pct, row
+from bench.report import free_port, median, pct, python_app, row
 from tests.support.system import ServeProcess
 
 MODEL = "gemma3:270m"
@@ -137,22 +137,10 @@ def _model_server() -> tuple[subprocess.Popen[str], str]:
 @contextlib.contextmanager
 def _proxy(model_url: str) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", PROXY_APP, model_url, str(port)])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(url + "/v1/chat/completions", json=BODY, timeout=30).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    with python_app(["-c", PROXY_APP, model_url, str(port)],
+                    lambda: httpx.post(url + "/v1/chat/completions", json=BODY, timeout=30).raise_for_status()):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _commit_round_trips(db_url: str) -> tuple[list[float], list[float]]:

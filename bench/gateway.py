@@ -19,13 +19,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from bench.report import free_port, median, pct, row
+from bench.report import free_port, median, pct, python_app, row
 from tests.support.system import ServeProcess
 
 CONNECTIONS = 32
@@ -152,22 +151,9 @@ def measure_alternating(targets: dict[str, tuple[str, dict[str, str]]]) -> dict[
 def _bare(db_url: str | None = None) -> Iterator[str]:
     port = free_port()
     args = ["-c", FLOOR_APP, db_url, str(port)] if db_url else ["-c", BARE_APP.replace("{port}", str(port))]
-    proc = subprocess.Popen([sys.executable, *args])
-    try:
-        url = f"http://127.0.0.1:{port}/v1/tasks/8d6d2f3c-0a0e-4b8e-9a43-1f1f7f1d2c3b"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/v1/tasks/8d6d2f3c-0a0e-4b8e-9a43-1f1f7f1d2c3b"
+    with python_app(args, lambda: httpx.get(url, timeout=1).raise_for_status()):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _measure_all() -> dict[str, tuple[float, float]]:

@@ -1,9 +1,17 @@
-"""Helpers every benchmark shares: printing a figure with its baseline, ratio and goal the same way; a free port."""
+"""Helpers every benchmark shares: printing a figure with its baseline, ratio and goal the same way; a free port; a
+baseline app run in its own process."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
 
 
 def row(label: str, value: float, unit: str, *, baseline: float | None = None, goal: str = "",
@@ -31,3 +39,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def python_app(args: list[str], probe: Callable[[], object], timeout_s: float = 30) -> Iterator[None]:
+    """`python *args` (a baseline server) running until the block ends; ready once `probe()` stops raising an HTTP
+    error, which it may do for `timeout_s`."""
+    proc = subprocess.Popen([sys.executable, *args])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                probe()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
