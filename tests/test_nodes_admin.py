@@ -10,6 +10,7 @@ from cynode.config import Settings
 from cynode.contracts.node import ConfigAck
 from cynode.controlplane.wiring import start_controlplane
 from cynode.db.pool import Database
+from cynode.http.pagination import encode_cursor
 from tests.support.nodes import capability
 from tests.test_gateway_harness import ADMIN_PASSWORD, Gateway, open_gateway
 
@@ -75,3 +76,7 @@ async def test_nodes_are_admin_only_and_unknown_is_404(gateway: Gateway) -> None
     r = await gateway.client.get("/v1/nodes/nope", headers=admin)
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
     assert (await gateway.client.get("/v1/nodes?cursor=%%%", headers=admin)).status_code == 400
+    # A cursor with a timestamp but no zone is not one the server wrote: refused like the others, not guessed at.
+    naive = encode_cursor(["2026-11-25T10:00:00", "00000000-0000-0000-0000-000000000001"])
+    r = await gateway.client.get(f"/v1/nodes?cursor={naive}", headers=admin)
+    assert r.status_code == 400 and r.json()["errors"][0]["field"] == "cursor"

@@ -3,8 +3,6 @@ re-issue a node's configuration. `drained` takes no new jobs; running jobs finis
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 from cynode.contracts.node import NodeList, NodeSummary
@@ -12,7 +10,7 @@ from cynode.controlplane import queries as q
 from cynode.controlplane.nodes import NodeRegistry
 from cynode.db.pool import Database
 from cynode.errors import NotFound
-from cynode.http.pagination import decode_cursor, next_page_cursor
+from cynode.http.pagination import TimeIdKey, decode_cursor, next_page_cursor
 
 LIST_NODES = """
 SELECT n.id, n.node_slug, n.status, n.config_version, n.config_ack_status, n.last_seen_at, n.created_at,
@@ -57,7 +55,7 @@ class NodeAdmin:
         return {str(r["id"]) for r in rows}
 
     async def list(self, limit: int, cursor: str | None) -> NodeList:
-        after, after_id = decode_cursor(cursor, tuple[datetime, uuid.UUID]) if cursor else (None, None)
+        after, after_id = decode_cursor(cursor, TimeIdKey) if cursor else (None, None)
         async with self.db.connection() as conn:
             rows = await (await conn.execute(LIST_NODES, {"ref": None, "after": after, "after_id": after_id,
                                                           "limit": limit + 1})).fetchall()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
 from cynode.errors import FieldError, Invalid
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+
+# The sort key of lists in (created_at, id) order, as `next_page_cursor` writes it: an aware timestamp and a UUID.
+TimeIdKey = tuple[Annotated[datetime, msgspec.Meta(tz=True)], uuid.UUID]
 
 
 def parse_limit(raw: str | None) -> int:

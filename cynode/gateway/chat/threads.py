@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
-
-import msgspec
+from typing import Any
 
 from cynode.auth.principal import Principal
 from cynode.auth.projects import ensure_default_project
@@ -26,15 +23,13 @@ from cynode.gateway import audit
 from cynode.gateway.chat.store import ChatRepo, Row
 from cynode.gateway.redaction import redact_async
 from cynode.gateway.timefmt import rfc3339
-from cynode.http.pagination import decode_cursor, next_page_cursor
+from cynode.http.pagination import TimeIdKey, decode_cursor, next_page_cursor
 from cynode.ids import canonical_uuid
 
 MiB = 1024 * 1024
 MAX_MESSAGE_BYTES = 1 * MiB
 MAX_TITLE_CHARS = 200
 DEFAULT_PROJECT_CACHE = 10_000
-
-Cursor = tuple[Annotated[datetime, msgspec.Meta(tz=True)], uuid.UUID]
 
 
 def _bad(field: str, message: str) -> Invalid:
@@ -125,7 +120,7 @@ class ThreadService:
             pid = canonical_uuid(project_id)
             if pid is None:
                 raise _bad("project_id", "must be a UUID")
-        after = decode_cursor(cursor, Cursor) if cursor else None
+        after = decode_cursor(cursor, TimeIdKey) if cursor else None
         async with self.db.connection() as conn:
             rows = await ChatRepo(conn).list_threads(principal.user_id, pid, after, limit + 1)
         return ThreadList(threads=[thread_out(r) for r in rows[:limit]], next_cursor=next_page_cursor(rows, limit))
@@ -164,7 +159,7 @@ class ThreadService:
         return message_out(row)
 
     async def messages(self, principal: Principal, thread_id: str, limit: int, cursor: str | None) -> MessageList:
-        after = decode_cursor(cursor, Cursor) if cursor else None
+        after = decode_cursor(cursor, TimeIdKey) if cursor else None
         async with self.db.connection() as conn:
             repo = ChatRepo(conn)
             thread = await self._owned(repo, principal, thread_id)

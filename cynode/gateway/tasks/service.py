@@ -10,8 +10,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import psycopg
@@ -44,7 +43,7 @@ from cynode.gateway.tasks.names import auto_name, explicit_name, is_name, unique
 from cynode.gateway.tasks.upload import IncomingFile, read_multipart
 from cynode.gateway.timefmt import rfc3339, rfc3339_opt
 from cynode.gateway.validation import decode_body
-from cynode.http.pagination import decode_cursor, next_page_cursor
+from cynode.http.pagination import TimeIdKey, decode_cursor, next_page_cursor
 from cynode.ids import canonical_uuid
 
 log = logging.getLogger("cynode.gateway.tasks")
@@ -58,8 +57,6 @@ INPUT_MODES = ("prompt", "script", "commands")
 STREAMS = ("stdout", "stderr", "all")
 
 Row = dict[str, Any]
-Cursor = tuple[Annotated[datetime, msgspec.Meta(tz=True)], uuid.UUID]
-
 
 def _bad(field: str, message: str) -> Invalid:
     return Invalid(f"{field}: {message}", [FieldError(field, message)])
@@ -282,7 +279,7 @@ class TaskService:
                          status: str | None) -> TaskList:
         if status is not None and status not in taskstate.TASK_STATUSES:
             raise _bad("status", "must be one of " + ", ".join(taskstate.TASK_STATUSES))
-        after_at, after_id = decode_cursor(cursor, Cursor) if cursor else (None, None)
+        after_at, after_id = decode_cursor(cursor, TimeIdKey) if cursor else (None, None)
         async with self.db.connection() as conn:
             cur = await conn.execute(q.LIST_TASKS, {"user_id": principal.user_id, "status": status,
                                                     "after_at": after_at, "after_id": after_id, "limit": limit + 1})
