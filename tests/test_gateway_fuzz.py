@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 from urllib.parse import quote
@@ -171,4 +172,50 @@ async def test_fuzz_ids_in_paths(gateway: Gateway, route: tuple[str, str], ids: 
     path = template.format(*(quote(i, safe="", errors="surrogatepass") for i in ids))
     r = await gateway.client.request(method, path, headers=h, json={} if method == "POST" else None)
     check(r)
+    assert await gateway.services.audit.flush()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+# A cursor is the caller's text too: random text, base64 of random JSON (it gets past base64 and reaches the decoder)
+# and lists shaped like the real sort keys (timestamp, id) with awkward members.
+stamps = st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()) | st.text(max_size=30) | awkward
+cursors = st.one_of(st.text(max_size=60), awkward,
+                    json_values.map(lambda v: _b64(json.dumps(v).encode())),
+                    st.lists(stamps | uuids | json_values, max_size=3).map(lambda v: _b64(json.dumps(v).encode())))
+param_values = st.one_of(st.text(max_size=40), awkward, st.integers(-(2**70), 2**70).map(str), cursors)
+QUERY_ROUTES = [("GET", "/v1/tasks", ["limit", "cursor", "status"]),
+                ("GET", "/v1/tasks/{task}/logs", ["stream"]),
+                ("GET", "/v1/chat/threads", ["limit", "cursor", "project_id"]),
+                ("GET", "/v1/chat/threads/{thread}/messages", ["limit", "cursor"]),
+                ("GET", "/v1/settings", ["prefix", "limit", "cursor"]),
+                ("DELETE", "/v1/settings/fuzz.missing", ["expected_version"]),
+                ("POST", "/v1/chat/warm", ["model"])]
+
+
+@FUZZ
+@given(route=st.sampled_from(QUERY_ROUTES), data=st.data())
+async def test_fuzz_query_parameters(gateway: Gateway, route: tuple[str, str, list[str]], data: Any) -> None:
+    """Query parameters (limits, cursors, filters) are the caller's text: a 400 naming them, never a 5xx, and the
+    audit trail still flushes."""
+    _quiet(gateway)
+    if not hasattr(gateway, "_q"):
+        h = await gateway.token()
+        task = (await gateway.client.post("/v1/tasks", json={"prompt": "fuzz"}, headers=h)).json()["id"]
+        thread = (await gateway.client.post("/v1/chat/threads", json={}, headers=h)).json()["thread_id"]
+        gateway._q = (h, {"task": task, "thread": thread})  # type: ignore[attr-defined]
+    h, ids = gateway._q  # type: ignore[attr-defined]
+    method, template, names = route
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(names), param_values), min_size=1, max_size=3))
+    query = "&".join(f"{quote(k)}={quote(v, safe='', errors='surrogatepass')}" for k, v in pairs)
+    r = await gateway.client.request(method, template.format(**ids) + "?" + query, headers=h,
+                                     json={} if method == "POST" else None)
+    if template == "/v1/chat/warm":  # an OpenAI-compatible route: OpenAI-shaped errors
+        assert r.status_code < 500 and (r.status_code < 400 or r.json()["error"]["message"]), r.text
+        return
+    check(r)
+    if r.status_code == 400:
+        assert any(e["field"] in names for e in r.json().get("errors") or [{"field": names[0]}]), r.text
     assert await gateway.services.audit.flush()
