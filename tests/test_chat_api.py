@@ -494,11 +494,23 @@ async def test_warm_up_loads_the_model_once(make_chat: MakeChat, model_server: s
     h = await env.user("ann")
     chat = env.services.chat
     assert chat is not None
+    # The real warm-up, held at a gate until both requests are in: a loaded model warms up faster than a round trip.
+    gate, started, real_warm = asyncio.Event(), [], chat._warm
+
+    async def gated(model: str) -> None:
+        started.append(model)
+        await gate.wait()
+        await real_warm(model)
+
+    chat._warm = gated  # type: ignore[method-assign]
     for model in (MODEL, "cynodeai.pm"):
+        gate.clear()
         first = await env.http.post("/v1/chat/warm", params={"model": model}, headers=h)
         again = await env.http.post("/v1/chat/warm", json={"model": model}, headers=h)
         assert (first.status_code, first.json(), again.json()) == (202, {"status": "warming"}, {"status": "warming"})
-        await asyncio.wait_for(asyncio.gather(*chat._warming.values()), 60)  # one background warm-up, deduplicated
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(*chat._warming.values()), 60)
+        assert started.count(model) == 1  # one background warm-up, deduplicated
         done = await env.http.post("/v1/chat/warm", json={"model": model}, headers=h)
         assert done.status_code == 202 and done.json() == {"status": "already_warm"}
     assert await env.messages() == []  # nothing is written to any thread
