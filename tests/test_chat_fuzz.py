@@ -6,11 +6,10 @@ completion or a complete SSE stream."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_chat_api import (  # noqa: F401
@@ -21,6 +20,7 @@ from tests.test_chat_api import (  # noqa: F401
     pma_service,
     sse_events,
 )
+from tests.test_gateway_fuzz import encode, splices
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -99,11 +99,13 @@ async def _count(env: ChatEnv) -> int:
 
 @pytest.mark.model
 @FUZZ
-@given(body=bodies)
-async def test_fuzz_chat_completions(fuzz_env: tuple[ChatEnv, dict[str, str]], body: Any) -> None:
+@given(body=bodies, splice=splices)
+@example(body={"model": "x", "messages": []}, splice=(b"\xff", 0))  # not UTF-8 inside a string: 400
+async def test_fuzz_chat_completions(fuzz_env: tuple[ChatEnv, dict[str, str]], body: Any,
+                                     splice: tuple[bytes, int] | None) -> None:
     env, h = fuzz_env
     before = await _count(env)
-    r = await env.http.post("/v1/chat/completions", content=json.dumps(_bounded(body)).encode(),
+    r = await env.http.post("/v1/chat/completions", content=encode(_bounded(body), splice),
                             headers={**h, "content-type": "application/json"})
     assert r.status_code < 500, (r.status_code, r.text)
     event(f"status {r.status_code}")

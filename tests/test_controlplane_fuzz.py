@@ -5,13 +5,12 @@ error is problem+json, and the PSK never echoes back."""
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cynode.controlplane.nodes import NodeRegistry
@@ -20,7 +19,7 @@ from cynode.http.app import build_app
 from cynode.http.health import Readiness
 from tests.support.nodes import capability
 from tests.test_controlplane_nodes import PSK, Services, client, cp_settings, registry  # noqa: F401
-from tests.test_gateway_fuzz import json_values
+from tests.test_gateway_fuzz import encode, json_values, splices
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -57,30 +56,34 @@ def fresh_client(reg: NodeRegistry) -> httpx.AsyncClient:
 
 
 @FUZZ
-@given(changes=edits, psk=st.sampled_from([PSK, "wrong"]) | json_values)
-async def test_fuzz_registration(registry: NodeRegistry, changes: Any, psk: Any) -> None:  # noqa: F811
+@given(changes=edits, psk=st.sampled_from([PSK, "wrong"]) | json_values, splice=splices)
+@example(changes=[], psk=PSK, splice=(b"\xff", 0))  # not UTF-8 inside a string: 400, not 500
+async def test_fuzz_registration(registry: NodeRegistry, changes: Any, psk: Any,  # noqa: F811
+                                 splice: tuple[bytes, int] | None) -> None:
     async with fresh_client(registry) as c:
-        body = json.dumps({"psk": psk, "capability": edited(BASE, changes)}).encode()
+        body = encode({"psk": psk, "capability": edited(BASE, changes)}, splice)
         r = await c.post("/v1/nodes/register", content=body, headers={"content-type": "application/json"})
     check_node(r)
     assert r.status_code in (200, 201, 400, 401)
 
 
 @FUZZ
-@given(changes=edits, kind=st.sampled_from(["capability", "ack"]))
-async def test_fuzz_reports_and_acks(registry: NodeRegistry, changes: Any, kind: str) -> None:  # noqa: F811
+@given(changes=edits, kind=st.sampled_from(["capability", "ack"]), splice=splices)
+@example(changes=[], kind="ack", splice=(b"\x80", 0))
+async def test_fuzz_reports_and_acks(registry: NodeRegistry, changes: Any, kind: str,  # noqa: F811
+                                     splice: tuple[bytes, int] | None) -> None:
     async with fresh_client(registry) as c:
         boot = (await c.post("/v1/nodes/register", json={"psk": PSK, "capability": BASE})).json()
         auth = {"Authorization": f"Bearer {boot['auth']['node_jwt']}"}
         if kind == "capability":
-            r = await c.post("/v1/nodes/capability", content=json.dumps(edited(BASE, changes)).encode(),
+            r = await c.post("/v1/nodes/capability", content=encode(edited(BASE, changes), splice),
                              headers={**auth, "content-type": "application/json"})
         else:
             cfg = (await c.get("/v1/nodes/config", headers=auth)).json()
             ack = {"version": 1, "node_slug": "node-a", "config_version": cfg["config_version"],
                    "ack_at": "2026-11-25T00:00:00Z", "status": "applied"}
             ack_changes = [((p[-1] if p[-1] in ack else "status",), op, v) for p, op, v in changes]
-            r = await c.post("/v1/nodes/config", content=json.dumps(edited(ack, ack_changes)).encode(),
+            r = await c.post("/v1/nodes/config", content=encode(edited(ack, ack_changes), splice),
                              headers={**auth, "content-type": "application/json"})
     check_node(r)
     assert r.status_code in (204, 400, 409)

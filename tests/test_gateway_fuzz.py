@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_gateway_harness import Gateway, gateway_fixture  # noqa: F401
@@ -40,6 +40,24 @@ login_bodies = st.fixed_dictionaries({}, optional={
     "password": st.text(max_size=300) | json_values,
 }) | st.dictionaries(st.text(max_size=12), json_values, max_size=4) | json_values
 
+# json.dumps escapes everything to ASCII, so the bodies above never carry bytes that are not UTF-8. `encode` turns a
+# body into its wire form and, when the example asks, splices such bytes in just after a quote (so most of them land
+# inside a JSON string): a lone continuation byte, a cut-short sequence, an encoded surrogate, 0xff, a code point past
+# U+10FFFF, an overlong "/".
+BAD_UTF8 = [b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xff", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+splices = st.none() | st.tuples(st.sampled_from(BAD_UTF8), st.integers(0, 1000))
+
+
+def encode(body: Any, splice: tuple[bytes, int] | None) -> bytes:
+    raw = json.dumps(body).encode()
+    if splice is None:
+        return raw
+    bad, at = splice
+    quotes = [i for i, b in enumerate(raw) if b == ord('"')]
+    cut = quotes[at % len(quotes)] + 1 if quotes else at % (len(raw) + 1)
+    return raw[:cut] + bad + raw[cut:]
+
+
 filenames = st.one_of(st.text(max_size=30), st.sampled_from(["../../x", "a/b/c.txt", "..", ".", "\x00", "é.txt",
                                                               "x" * 300, "a\r\nb"]))
 
@@ -63,13 +81,14 @@ def _quiet(gw: Gateway) -> None:
 
 
 @FUZZ
-@given(body=task_bodies)
-async def test_fuzz_task_create_json(gateway: Gateway, body: Any) -> None:
+@given(body=task_bodies, splice=splices)
+@example(body={"prompt": "hello"}, splice=(b"\xff", 0))  # not UTF-8 inside a string: 400, not 500
+async def test_fuzz_task_create_json(gateway: Gateway, body: Any, splice: tuple[bytes, int] | None) -> None:
     _quiet(gateway)
     h = await gateway.token() if not hasattr(gateway, "_h") else gateway._h  # type: ignore[attr-defined]
     gateway._h = h  # type: ignore[attr-defined]
     before = await task_count(gateway)
-    r = await gateway.client.post("/v1/tasks", content=json.dumps(body).encode(),
+    r = await gateway.client.post("/v1/tasks", content=encode(body, splice),
                                   headers={**h, "content-type": "application/json"})
     check(r)
     assert await task_count(gateway) == before + (1 if r.status_code == 201 else 0)
@@ -91,14 +110,14 @@ async def test_fuzz_task_create_raw_bytes(gateway: Gateway, raw: bytes, ctype: s
 @FUZZ
 @given(task=task_bodies | st.text(max_size=50),
        files=st.lists(st.tuples(filenames, st.binary(max_size=300), st.text(max_size=20)), max_size=4),
-       extra=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=10)), max_size=2))
+       extra=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=10)), max_size=2), splice=splices)
 async def test_fuzz_task_create_multipart(gateway: Gateway, task: Any, files: list[tuple[str, bytes, str]],
-                                          extra: list[tuple[str, str]]) -> None:
+                                          extra: list[tuple[str, str]], splice: tuple[bytes, int] | None) -> None:
     _quiet(gateway)
     h = await gateway.token() if not hasattr(gateway, "_h") else gateway._h  # type: ignore[attr-defined]
     gateway._h = h  # type: ignore[attr-defined]
     before = await task_count(gateway)
-    text = task if isinstance(task, str) else json.dumps(task)
+    text = task.encode() if isinstance(task, str) else encode(task, splice)
     parts: list[tuple[str, Any]] = [("task", (None, text, "application/json"))]
     parts += [("attachment", (name, data, ctype or "application/octet-stream")) for name, data, ctype in files]
     parts += [(k, (None, v)) for k, v in extra]
@@ -117,13 +136,14 @@ async def test_fuzz_task_create_multipart(gateway: Gateway, task: Any, files: li
 
 
 @FUZZ
-@given(body=login_bodies, path=st.sampled_from(["/v1/auth/login", "/v1/auth/refresh"]))
-async def test_fuzz_login_and_refresh(gateway: Gateway, body: Any, path: str) -> None:
+@given(body=login_bodies, path=st.sampled_from(["/v1/auth/login", "/v1/auth/refresh"]), splice=splices)
+@example(body={"handle": "admin", "password": "x"}, path="/v1/auth/login", splice=(b"\xc3", 2))
+async def test_fuzz_login_and_refresh(gateway: Gateway, body: Any, path: str, splice: tuple[bytes, int] | None) -> None:
     _quiet(gateway)
     gateway.services.auth.lockout.failures = 0
     if path.endswith("refresh") and isinstance(body, dict) and "handle" in body:
         body = {"refresh_token": body["handle"]}
-    r = await gateway.client.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    r = await gateway.client.post(path, content=encode(body, splice), headers={"content-type": "application/json"})
     check(r)
     assert r.status_code in (200, 400, 401, 413, 429)
 
@@ -132,8 +152,9 @@ async def test_fuzz_login_and_refresh(gateway: Gateway, body: Any, path: str) ->
 @given(body=json_values | st.dictionaries(st.sampled_from(["refresh_token", "name", "expires_in_days", "handle",
                                                            "password", "email", "roles", "value"]), json_values),
        path=st.sampled_from(["/v1/auth/logout", "/v1/auth/tokens", "/v1/users", "/v1/users/{me}/reset_password"]),
-       auth=st.sampled_from(["good", "none", "junk"]))
-async def test_fuzz_authenticated_bodies(gateway: Gateway, body: Any, path: str, auth: str) -> None:
+       auth=st.sampled_from(["good", "none", "junk"]), splice=splices)
+async def test_fuzz_authenticated_bodies(gateway: Gateway, body: Any, path: str, auth: str,
+                                         splice: tuple[bytes, int] | None) -> None:
     _quiet(gateway)
     if not hasattr(gateway, "_pat"):
         h = await gateway.token()
@@ -147,7 +168,7 @@ async def test_fuzz_authenticated_bodies(gateway: Gateway, body: Any, path: str,
         headers["Authorization"] = "Bearer eyJhbGciOiJub25lIn0.e30."
     if path.endswith("reset_password") and isinstance(body, dict):
         body.pop("password", None)  # never change the admin's password mid-run
-    r = await gateway.client.post(path.replace("{me}", gateway._me), content=json.dumps(body).encode(),  # type: ignore[attr-defined]
+    r = await gateway.client.post(path.replace("{me}", gateway._me), content=encode(body, splice),  # type: ignore[attr-defined]
                                   headers=headers)
     check(r)
     if auth != "good":
@@ -183,7 +204,7 @@ def _b64(raw: bytes) -> str:
 # and lists shaped like the real sort keys (timestamp, id) with awkward members.
 stamps = st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()) | st.text(max_size=30) | awkward
 cursors = st.one_of(st.text(max_size=60), awkward,
-                    json_values.map(lambda v: _b64(json.dumps(v).encode())),
+                    st.tuples(json_values, splices).map(lambda t: _b64(encode(*t))),
                     st.lists(stamps | uuids | json_values, max_size=3).map(lambda v: _b64(json.dumps(v).encode())))
 param_values = st.one_of(st.text(max_size=40), awkward, st.integers(-(2**70), 2**70).map(str), cursors)
 QUERY_ROUTES = [("GET", "/v1/tasks", ["limit", "cursor", "status"]),

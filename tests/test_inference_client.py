@@ -151,6 +151,7 @@ async def test_a_slow_server_is_a_retryable_timeout(fake: Callable[[Handler], Aw
      True),
     (400, b'{"error":"bad"}', InferenceHTTPError, False),
     (500, b"oops", InferenceHTTPError, False),
+    (400, b'{"error":"\xff bad"}', InferenceHTTPError, False),  # not UTF-8 inside the JSON: still typed
 ])
 async def test_http_errors_are_typed(fake: Callable[[Handler], Awaitable[str]], status: int, body: bytes,
                                      kind: type[InferenceHTTPError], retryable: bool) -> None:
@@ -170,6 +171,8 @@ async def test_an_error_line_inside_a_stream_and_garbage(fake: Callable[[Handler
     async def stream_error(request: web.Request) -> web.Response:
         if request.path == "/api/tags":
             return web.Response(body=b"<html>not ollama</html>")
+        if not (await request.json())["stream"]:
+            return web.Response(body=b'{"model":"m","created_at":"\xc3","done":true}')
         return web.Response(body=b'{"model":"m","created_at":"t","message":{"role":"assistant","content":"a"},'
                                  b'"done":false}\n{"error":"model runner crashed"}\n')
 
@@ -182,3 +185,5 @@ async def test_an_error_line_inside_a_stream_and_garbage(fake: Callable[[Handler
         assert got == ["a"]
         with pytest.raises(InferenceProtocolError):
             await client.tags()
+        with pytest.raises(InferenceProtocolError):  # JSON whose string is not UTF-8: a protocol error too
+            await client.chat(MODEL, [{"role": "user", "content": "x"}])

@@ -5,15 +5,14 @@ a single token to generate, so the fuzzing does not turn into a generation bench
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.test_gateway_fuzz import awkward, json_values
+from tests.test_gateway_fuzz import awkward, encode, json_values, splices
 from tests.test_inference_helpers import MODEL
 
 pytestmark = pytest.mark.model
@@ -38,9 +37,12 @@ real = st.fixed_dictionaries({"model": st.just(MODEL), "prompt": st.text(max_siz
 
 
 @FUZZ
-@given(path=st.sampled_from(ENDPOINTS), body=bodies | real, raw=st.booleans())
-def test_fuzz_model_server_bodies(model_server: str, path: str, body: Any, raw: bool) -> None:
-    content = json.dumps(body).encode() if not raw else json.dumps(body).encode()[: max(1, len(json.dumps(body)) // 2)]
+@given(path=st.sampled_from(ENDPOINTS), body=bodies | real, raw=st.booleans(), splice=splices)
+@example(path="/api/show", body={"model": "x"}, raw=False, splice=(b"\xff", 0))  # not UTF-8: 400, not 500
+def test_fuzz_model_server_bodies(model_server: str, path: str, body: Any, raw: bool,
+                                  splice: tuple[bytes, int] | None) -> None:
+    content = encode(body, splice)
+    content = content[: max(1, len(content) // 2)] if raw else content
     r = httpx.post(model_server + path, content=content, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code != 500 and r.status_code < 600, (r.status_code, r.text[:300])
     if r.status_code >= 400:

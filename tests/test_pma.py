@@ -150,3 +150,34 @@ async def test_remote_pma_over_http_with_the_service_token(remote_pma: tuple[str
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
     finally:
         await client.close()
+
+
+async def test_the_http_client_types_answers_it_cannot_use() -> None:
+    """A PMA (or something in its place) answering bytes the orchestrator cannot decode: typed errors, never a raw
+    decoding exception (which would be a 500 on the chat route)."""
+    from aiohttp import web
+
+    answers = {"/readyz": (503, b"not ready \xff"), "/internal/chat/completion": (200, b'{"content": "\xc3"}')}
+
+    async def handler(request: web.Request) -> web.Response:
+        status, body = answers[request.path]
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    client = HttpPmaClient(f"http://127.0.0.1:{runner.addresses[0][1]}", "token")
+    try:
+        health = await client.health()
+        assert health.state == "starting" and "not ready" in (health.detail or "")
+        for body in (b'{"content": "\xc3"}', b'{"unexpected": 1}', b"<html>"):
+            answers["/internal/chat/completion"] = (200, body)
+            with pytest.raises(PmaError) as e:
+                await client.chat(request(("user", "hi")))
+            assert e.value.code == "inference_failed"
+    finally:
+        await client.close()
+        await runner.cleanup()

@@ -5,18 +5,17 @@ here, so a well-formed request ends as 502 `inference_failed` after the agent's 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cynode.config import load_settings
 from cynode.pma.role import PmaRole
-from tests.test_gateway_fuzz import awkward, json_values
+from tests.test_gateway_fuzz import awkward, encode, json_values, splices
 
 TOKEN = "pma-service-token-0123456789"
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -39,15 +38,16 @@ async def pma() -> AsyncIterator[httpx.AsyncClient]:
 
 @FUZZ
 @given(edits=st.lists(st.tuples(keys, st.sampled_from(["set", "drop"]), json_values | messages), max_size=3),
-       token=st.sampled_from([TOKEN, TOKEN + "x", ""]))
-async def test_fuzz_pma_chat(pma: httpx.AsyncClient, edits: Any, token: str) -> None:
+       token=st.sampled_from([TOKEN, TOKEN + "x", ""]), splice=splices)
+@example(edits=[], token=TOKEN, splice=(b"\xed\xa0\x80", 0))  # not UTF-8 inside a string: 400, not 500
+async def test_fuzz_pma_chat(pma: httpx.AsyncClient, edits: Any, token: str, splice: tuple[bytes, int] | None) -> None:
     body: Any = copy.deepcopy(VALID)
     for key, op, value in edits:
         if op == "drop":
             body.pop(key, None)
         else:
             body[key] = value
-    r = await pma.post("/internal/chat/completion", content=json.dumps(body).encode(),
+    r = await pma.post("/internal/chat/completion", content=encode(body, splice),
                        headers={"Authorization": f"Bearer {token}", "content-type": "application/json"})
     assert r.status_code != 500, r.text
     assert set(r.json()["error"]) >= {"code", "message"}, r.text

@@ -18,6 +18,7 @@ from cynode.contracts.workerapi import (
     RunJobResponse,
     WorkerClient,
 )
+from cynode.utf8 import decode_json
 
 log = logging.getLogger("cynode.controlplane.dispatch")
 
@@ -64,10 +65,10 @@ class HttpWorkerClient:
         if status != 200:
             detail = ""
             with contextlib.suppress(msgspec.DecodeError, AttributeError):
-                detail = str(msgspec.json.decode(raw).get("detail", ""))
+                detail = str(decode_json(raw).get("detail", ""))
             raise DispatchFailed(f"worker answered {status}" + (f": {detail}" if detail else ""))
         try:
-            result = msgspec.json.decode(raw, type=RunJobResponse)
+            result = decode_json(raw, RunJobResponse)
         except msgspec.DecodeError as e:
             raise DispatchFailed(f"unusable worker result: {e}") from None
         if result.version != 1:

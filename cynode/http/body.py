@@ -10,6 +10,7 @@ import msgspec
 from litestar import Request
 
 from cynode.errors import FieldError, Invalid, UnsupportedMediaType
+from cynode.utf8 import decode_json
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ def require_json(request: Request[Any, Any, Any]) -> None:
 
 def decode_struct(raw: bytes, type_: type[T]) -> T:
     try:
-        return msgspec.json.decode(raw, type=type_)
+        return decode_json(raw, type_)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise validation_error(e) from None
 

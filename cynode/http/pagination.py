@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import msgspec
 
 from cynode.errors import FieldError, Invalid
+from cynode.utf8 import decode_json
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
 
@@ -43,6 +44,6 @@ def decode_cursor(raw: str, type_: Any) -> Any:
     """Decode a cursor into `type_` (e.g. tuple[datetime, uuid.UUID]); anything else is a 400."""
     try:
         data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
-        return msgspec.json.decode(data, type=type_)
+        return decode_json(data, type_)
     except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
         raise Invalid("cursor: not a valid cursor", [FieldError("cursor", "not a valid cursor")]) from None

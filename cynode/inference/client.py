@@ -40,6 +40,7 @@ from cynode.inference.errors import (
     InferenceTimeout,
     http_error,
 )
+from cynode.utf8 import decode_json
 
 T = TypeVar("T")
 
@@ -233,7 +234,7 @@ async def _lines(resp: aiohttp.ClientResponse, type_: type[T]) -> AsyncIterator[
 
 def _decode(raw: bytes, type_: type[T]) -> T:
     try:
-        obj = msgspec.json.decode(raw)
+        obj = decode_json(raw)
     except msgspec.DecodeError:
         raise InferenceProtocolError(f"not JSON: {raw[:200]!r}") from None
     if isinstance(obj, dict) and isinstance(obj.get("error"), str):
@@ -246,7 +247,7 @@ def _decode(raw: bytes, type_: type[T]) -> T:
 
 def _error_text(raw: bytes, reason: str | None) -> str:
     try:
-        obj = msgspec.json.decode(raw)
+        obj = decode_json(raw)
     except msgspec.DecodeError:
         return raw[:500].decode("utf-8", "replace").strip() or (reason or "error")
     if isinstance(obj, dict):

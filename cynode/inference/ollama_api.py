@@ -37,6 +37,7 @@ from cynode.inference.generation import (
 from cynode.inference.prompt import Turn
 from cynode.inference.service import ModelService, Unsupported, keep_alive_seconds, rfc3339
 from cynode.inference.streaming import NDJSON, Encoders, json_response, respond
+from cynode.utf8 import decode_json
 
 OLLAMA_COMPAT_VERSION = "0.11.0"  # the Ollama API level this server speaks (clients gate features on it)
 
@@ -44,7 +45,7 @@ T = TypeVar("T")
 
 
 def decode(raw: bytes, type_: type[T]) -> T:
-    return msgspec.json.decode(raw or b"{}", type=type_)
+    return decode_json(raw or b"{}", type_)
 
 
 def now() -> str:

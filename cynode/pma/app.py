@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 
 from cynode.contracts.pma import PmaChatRequest, PmaError
 from cynode.pma.service import PmaService
+from cynode.utf8 import decode_json
 
 MAX_BODY = 10 * 1024 * 1024
 
@@ -28,7 +29,7 @@ def pma_routes(service: PmaService, token: str) -> list[Any]:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return _error("unauthorized", "a valid service token is required", 401)
         try:
-            req = msgspec.json.decode(await request.body(), type=PmaChatRequest)
+            req = decode_json(await request.body(), PmaChatRequest)
         except msgspec.DecodeError as e:
             return _error("invalid_request", str(e), 400)
         try:

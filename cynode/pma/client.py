@@ -8,6 +8,7 @@ import aiohttp
 import msgspec
 
 from cynode.contracts.pma import PmaChatRequest, PmaChatResponse, PmaError, PmaHealth
+from cynode.utf8 import decode_json
 
 RETRY_DELAYS = (0.5, 1.0)
 
@@ -32,7 +33,7 @@ class HttpPmaClient:
     async def health(self) -> PmaHealth:
         try:
             async with self.session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                text = await resp.text()
+                text = (await resp.read()).decode(errors="replace")
                 if resp.status == 200:
                     return PmaHealth(state="ready", role="project_manager")
                 return PmaHealth(state="starting", role="project_manager", detail=text[:200])
@@ -52,7 +53,7 @@ class HttpPmaClient:
                                              timeout=timeout) as resp:
                     raw = await resp.read()
                     if resp.status == 200:
-                        return msgspec.json.decode(raw, type=PmaChatResponse)
+                        return _answer(raw)
                     err = _error_of(raw, resp.status)
                     if err.code in ("busy", "inference_failed") and attempt < len(RETRY_DELAYS):
                         continue
@@ -63,9 +64,16 @@ class HttpPmaClient:
         raise PmaError("unavailable", "the PMA did not answer")
 
 
+def _answer(raw: bytes) -> PmaChatResponse:
+    try:
+        return decode_json(raw, PmaChatResponse)
+    except msgspec.DecodeError as e:  # a ValidationError too: an answer the orchestrator cannot use
+        raise PmaError("inference_failed", f"unusable PMA answer: {e}") from None
+
+
 def _error_of(raw: bytes, status: int) -> PmaError:
     try:
-        doc = msgspec.json.decode(raw)
+        doc = decode_json(raw)
         return PmaError(str(doc["error"]["code"]), str(doc["error"].get("message", "")))
     except (msgspec.DecodeError, KeyError, TypeError):
         return PmaError("inference_failed" if status >= 500 else "invalid_request", f"PMA answered {status}")

@@ -21,6 +21,7 @@ import msgspec
 
 from cynode.config import Settings
 from cynode.contracts.node import BootstrapPayload, CapabilityReport, ConfigAck, NodeConfig
+from cynode.utf8 import decode_json
 
 log = logging.getLogger("cynode.worker.registration")
 
@@ -96,7 +97,7 @@ class HttpNodeControl:
                                              headers={"Content-Type": "application/json"}) as resp:
                     raw = await resp.read()
                     if resp.status in (200, 201):
-                        payload = msgspec.json.decode(raw, type=BootstrapPayload)
+                        payload = decode_json(raw, BootstrapPayload)
                         self._check_bootstrap(payload)
                         self._bootstrap = payload
                         self._jwt_expires = self._expiry(payload.auth.expires_at)
@@ -156,7 +157,7 @@ class HttpNodeControl:
         status, raw = await self._authed("GET", "node_config_url")
         if status != 200:
             raise ControlPlaneError(f"config fetch answered {status}: {_detail(raw)}")
-        return msgspec.json.decode(raw, type=NodeConfig)
+        return decode_json(raw, NodeConfig)
 
     async def ack_config(self, ack: ConfigAck) -> None:
         status, raw = await self._authed("POST", "node_config_url", ack)
@@ -174,7 +175,7 @@ class HttpNodeControl:
 
 def _detail(raw: bytes) -> str:
     try:
-        doc = msgspec.json.decode(raw)
+        doc = decode_json(raw)
         return str(doc.get("detail") or doc)[:300] if isinstance(doc, dict) else str(doc)[:300]
     except msgspec.DecodeError:
         return raw[:200].decode(errors="replace")

@@ -15,6 +15,7 @@ import msgspec
 
 from cynode.contracts.chat import PM_MODEL, ChatCompletionRequest, MessageIn
 from cynode.gateway.chat import errors
+from cynode.utf8 import decode_json
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 1000
@@ -46,7 +47,7 @@ class ChatInput:
 
 def decode(raw: bytes) -> ChatCompletionRequest:
     try:
-        return msgspec.json.decode(raw, type=ChatCompletionRequest)
+        return decode_json(raw, ChatCompletionRequest)
     except msgspec.ValidationError as e:
         text = str(e)
         m = _PATH.search(text)

@@ -30,6 +30,7 @@ from cynode.gateway.guard import caller, policy, services_of
 from cynode.gateway.validation import read_body
 from cynode.http.pagination import parse_limit
 from cynode.http.problems import request_id_of
+from cynode.utf8 import decode_json
 
 Req = Request[Any, Any, Any]
 
@@ -105,7 +106,7 @@ def openai_router(settings: Settings) -> Router:
         model = request.query_params.get("model")
         if raw.strip():
             try:
-                body = msgspec.json.decode(raw, type=WarmRequest)
+                body = decode_json(raw, WarmRequest)
             except (msgspec.ValidationError, msgspec.DecodeError):
                 raise errors.invalid("the body must be a JSON object {model?}") from None
             model = body.model if body.model is not None else model
