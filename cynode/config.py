@@ -495,21 +495,18 @@ def _dotted_path(msg: str) -> str:
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Load cynode.toml (path, else $CYNODE_CONFIG, else ./cynode.toml if present) and apply env overrides."""
     environ = dict(os.environ if environ is None else environ)
-    source = path or environ.get("CYNODE_CONFIG")
+    source = path or environ.get("CYNODE_CONFIG") or ("cynode.toml" if Path("cynode.toml").is_file() else None)
     tree: dict[str, Any] = {}
     label = "environment"
     if source:
         p = Path(source).expanduser()
         try:
-            tree = tomllib.loads(p.read_text())
+            tree = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found") from None
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"{p}: {e}") from None
         label = str(p)
-    elif Path("cynode.toml").is_file():
-        tree = tomllib.loads(Path("cynode.toml").read_text())
-        label = "cynode.toml"
     tree = _merge(tree, env_overrides(environ))
     try:
         settings = msgspec.convert(tree, Settings, dec_hook=_dec_hook, strict=False)

@@ -157,6 +157,10 @@ def test_exit_codes(home: dict[str, str], server: ServeProcess) -> None:
     r = cli(home, "task", "create", "-p", "x", "--name", "!!!")
     assert r.returncode == 6 and "task_name" in r.stderr and r.stderr.count("\n") == 1
     assert cli(home, "task", "create", "-p", "a", "-s", __file__).returncode == 2  # two prompt sources
+    binary = Path(home["XDG_CONFIG_HOME"]).parent / "binary.sh"
+    binary.write_bytes(b"echo \xff\n")
+    r = cli(home, "task", "create", "-s", str(binary))
+    assert r.returncode == 2 and r.stderr == f"error: --script {binary}: not UTF-8 text\n"
     assert cli(home, "task", "list", "-l", "0").returncode == 2
     t = json.loads(cli(home, "-o", "json", "task", "create", "-p", "finish me").stdout)
     with psycopg.connect(server.env["CYNODE_DATABASE_URL"], autocommit=True) as conn:

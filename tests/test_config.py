@@ -79,6 +79,18 @@ def test_unparsable_or_missing_file(tmp_path: Path) -> None:
         load_settings(bad, {})
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "missing.toml", {})
+    bad.write_bytes(b'[gateway]\nlisten_addr = "127.0.0.1:1\xff"\n')  # not UTF-8
+    with pytest.raises(ConfigError, match=r"x\.toml: 'utf-8' codec can't decode"):
+        load_settings(bad, {})
+
+
+def test_cynode_toml_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cynode.toml").write_text('[gateway]\nlisten_addr = "127.0.0.1:4242"\n')
+    assert load_settings(None, {}).gateway.listen_addr == "127.0.0.1:4242"
+    (tmp_path / "cynode.toml").write_text("[[[")
+    with pytest.raises(ConfigError, match=r"^cynode\.toml: "):  # named, not a traceback
+        load_settings(None, {})
 
 
 def test_secrets_never_show_in_repr() -> None:

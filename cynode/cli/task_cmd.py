@@ -62,6 +62,15 @@ def _print_result(obj: CliState, result: dict[str, Any], strict: bool) -> None:
         sys.exit(1)
 
 
+def _text_of(path: str, option: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{option} {path}: not UTF-8 text", EXIT_USAGE)
+    except OSError as e:
+        fail(f"{option} {path}: {e.strerror or e}", EXIT_USAGE)
+
+
 @click.group()
 def task() -> None:
     """Create tasks and read their state, results, logs and attachments."""
@@ -92,9 +101,9 @@ def create(obj: CliState, prompt_arg: str | None, prompt: str | None, task_file:
         fail("give the prompt once: PROMPT, -p, -f or -s", EXIT_USAGE)
     text = prompt_arg if prompt_arg is not None else prompt
     if task_file is not None:
-        text = Path(task_file).read_text()
+        text = _text_of(task_file, "--task-file")
     if script is not None:
-        text = Path(script).read_text()
+        text = _text_of(script, "--script")
         if input_mode not in (None, "script"):
             fail("-s/--script runs a script: --input-mode must be script", EXIT_USAGE)
         input_mode = "script"
