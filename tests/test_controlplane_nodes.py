@@ -70,6 +70,7 @@ async def test_register_then_reregister(client: httpx.AsyncClient) -> None:
     (reg_body(psk="wrong"), 401),
     (reg_body(slug="Bad_Slug"), 400),
     (reg_body(slug="config"), 400),
+    (reg_body(slug="node-a\n"), 400),  # a regex `$` matches before a trailing newline: validators use fullmatch
     (reg_body(version=2), 400),
     (reg_body(base_url="ftp://x"), 400),
     ({"psk": PSK, "capability": {"version": 1}}, 400),

@@ -58,6 +58,8 @@ async def test_success_and_request_id_echo() -> None:
         assert r.headers["x-request-id"] == "my-req.1"
         r = await c.post("/v1/things", json={"name": "a"}, headers={"X-Request-Id": "bad id!"})
         assert len(r.headers["x-request-id"]) == 26  # replaced by a ULID
+        r = await c.post("/v1/things", json={"name": "a"}, headers=[(b"x-request-id", b"id-1\n")])
+        assert len(r.headers["x-request-id"]) == 26  # a trailing newline is not part of a valid id
 
 
 async def test_unknown_field_and_wrong_type_are_400_naming_the_field() -> None:

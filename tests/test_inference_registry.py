@@ -13,7 +13,7 @@ import ollama
 import pytest
 
 from cynode.config import WorkerInference
-from cynode.inference.registry import PACKAGED_NAME, ModelRegistry
+from cynode.inference.registry import PACKAGED_NAME, ModelRegistry, valid_name
 from tests.test_inference_helpers import MODEL, ServerThread
 
 
@@ -111,3 +111,9 @@ def test_keep_alive_expiry_unloads_the_model(srv: ServerThread) -> None:
     while srv.server.loaded_model and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.server.loaded_model is None
+
+
+def test_model_names_are_checked_whole() -> None:
+    assert valid_name("gemma3:270m") and valid_name("org/model-1.5b:q4")
+    for bad in ("gemma3:270m\n", "../x", "a..b", "", " x", "-x"):
+        assert not valid_name(bad), bad

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cynode.config import load_settings
@@ -95,7 +96,9 @@ async def test_auth_media_type_and_version(api) -> None:
     ({"timeout_seconds": 0}, "sandbox.timeout_seconds"),
     ({"network_policy": "open"}, "sandbox.network_policy"),
     ({"env": {"1BAD": "x"}}, "sandbox.env.1BAD"),
+    ({"env": {"FOO\n": "x"}}, "sandbox.env.FOO\n"),
     ({"input_files": [{"name": "../x", "content_base64": ""}]}, "sandbox.input_files[0].name"),
+    ({"input_files": [{"name": "a\n", "content_base64": ""}]}, "sandbox.input_files[0].name"),
     ({"input_files": [{"name": "a", "content_base64": "!!"}]}, "sandbox.input_files[0].content_base64"),
     ({"input_files": [{"name": "a", "content_base64": ""}, {"name": "a", "content_base64": ""}]},
      "sandbox.input_files[1].name"),
@@ -160,6 +163,7 @@ async def test_input_files_and_inference_unavailable(api) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=8))
+@example({"FOO\n": "x", "ollama_base_url": "y"})
 def test_env_filter_never_passes_reserved_or_invalid_names(env: dict[str, str]) -> None:
     runner, _rt, _app = make()
     req = RunJobRequest(version=1, task_id=str(uuid.uuid4()), job_id=str(uuid.uuid4()),
@@ -170,3 +174,4 @@ def test_env_filter_never_passes_reserved_or_invalid_names(env: dict[str, str]) 
         return
     assert all(k.upper() not in {"INFERENCE_PROXY_URL", "OLLAMA_BASE_URL", "CYNODE_JOB_ID"} for k in out)
     assert set(out) <= set(env)
+    assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in out)  # a valid name, all of it

@@ -124,7 +124,7 @@ class NodeRegistry:
             raise Invalid(f"capability.version {report.version} is not supported (expected 1)",
                           [FieldError("capability.version", "must be 1")])
         slug = report.node.node_slug
-        if not SLUG.match(slug) or slug in RESERVED_SLUGS:
+        if not SLUG.fullmatch(slug) or slug in RESERVED_SLUGS:
             raise Invalid(f"invalid node_slug {slug!r}", [FieldError(
                 "capability.node.node_slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$ and not be reserved")])
         if not report.worker_api.base_url.startswith(("http://", "https://")):

@@ -41,7 +41,7 @@ class ArtifactStore:
         if not storage_ref.startswith(STORAGE_PREFIX + "artifacts/"):
             raise ValueError("not an artifact storage_ref")
         parts = storage_ref[len(STORAGE_PREFIX):].split("/")
-        if len(parts) != 3 or not _HEX64.match(parts[2]):
+        if len(parts) != 3 or not _HEX64.fullmatch(parts[2]):
             raise ValueError("malformed artifact storage_ref")
         return self.task_dir(parts[1]) / parts[2]
 

@@ -62,7 +62,7 @@ class EdgeMiddleware:
         size = 0
         for name, value in scope["headers"]:
             size += len(name) + len(value)
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
+            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 rid = value.decode()
         rid = rid or new_request_id()
         state = scope.setdefault("state", {})

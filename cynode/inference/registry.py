@@ -55,7 +55,7 @@ def canonical(name: str) -> str:
 
 
 def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name)) and ".." not in name
+    return bool(_NAME.fullmatch(name)) and ".." not in name
 
 
 class ModelRegistry:

@@ -132,7 +132,7 @@ class JobRunner:
             raise Invalid("sandbox.env has more than 256 entries", [FieldError("sandbox.env", "too many entries")])
         out: dict[str, str] = {}
         for key, value in env.items():
-            if not ENV_KEY.match(key):
+            if not ENV_KEY.fullmatch(key):
                 raise Invalid(f"sandbox.env key {key!r} is invalid", [FieldError(f"sandbox.env.{key}", "bad name")])
             if "\0" in value or len(value.encode()) > MAX_ENV_VALUE:
                 raise Invalid(f"sandbox.env {key} value is too large or contains NUL",
@@ -150,7 +150,7 @@ class JobRunner:
         out: dict[str, bytes] = {}
         for i, f in enumerate(files):
             field = f"sandbox.input_files[{i}].name"
-            if not INPUT_NAME.match(f.name) or f.name in (".", ".."):
+            if not INPUT_NAME.fullmatch(f.name) or f.name in (".", ".."):
                 raise Invalid(f"input file name {f.name!r} is invalid", [FieldError(field, "bad name")])
             if f.name in out:
                 raise Invalid(f"duplicate input file {f.name!r}", [FieldError(field, "duplicate")])

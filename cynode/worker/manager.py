@@ -247,7 +247,7 @@ class NodeManager:
 
         if config.version != 1:
             return failed("unsupported_payload_version", f"config version {config.version} is not supported")
-        if not ULID.match(config.config_version):
+        if not ULID.fullmatch(config.config_version):
             return failed("invalid_config", "config_version is not a ULID")
         if config.node_slug != self.node_slug:
             return failed("node_slug_mismatch", f"config is for {config.node_slug}, not {self.node_slug}")

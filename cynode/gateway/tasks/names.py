@@ -22,7 +22,7 @@ def looks_like_uuid(value: str) -> bool:
 
 def is_name(value: str) -> bool:
     """Could this be a stored task name (normalized, at most 64 characters plus a -N suffix)?"""
-    return len(value) <= MAX_NAME + 12 and _NAME.match(value) is not None
+    return len(value) <= MAX_NAME + 12 and _NAME.fullmatch(value) is not None
 
 
 def normalize(value: str, limit: int = MAX_NAME) -> str:

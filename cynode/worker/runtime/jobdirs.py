@@ -26,13 +26,13 @@ class UnsafePath(ValueError):
 
 
 def check_job_id(job_id: str) -> str:
-    if not _JOB_ID.match(job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise UnsafePath(f"job id {job_id!r} is not a safe directory name")
     return job_id
 
 
 def check_input_name(name: str) -> str:
-    if not _INPUT_NAME.match(name) or name in (".", ".."):
+    if not _INPUT_NAME.fullmatch(name) or name in (".", ".."):
         raise UnsafePath(f"input file name {name!r} is not allowed")
     return name
 
@@ -95,7 +95,7 @@ class JobDirFactory:
     def leftovers(self) -> list[str]:
         if not self.mount_root.is_dir():
             return []
-        return [p.name for p in self.mount_root.iterdir() if p.is_dir() and _JOB_ID.match(p.name)]
+        return [p.name for p in self.mount_root.iterdir() if p.is_dir() and _JOB_ID.fullmatch(p.name)]
 
 
 def _write_readonly(directory: Path, name: str, content: bytes) -> None:
