@@ -274,6 +274,35 @@ async def test_prompt_jobs_are_answered_converted_or_left_queued(sched_settings:
     assert c.node is not None and c.node.node_slug == "infer" and c.task_id == task2
 
 
+async def test_a_database_outage_during_dispatch_does_not_fail_the_job(sched_settings: Settings,
+                                                                       database: Database) -> None:
+    """The database dropping mid-dispatch is not the job's fault: no failure is stored, the lease stays, and
+    reconcile puts the job back when it runs out. Any other error still fails the job."""
+    import psycopg
+
+    errors: list[Exception] = [psycopg.OperationalError("server closed the connection"), RuntimeError("bug")]
+
+    async def model_call(ids: dict[str, Any], payload: Any) -> Any:
+        raise errors.pop(0)
+
+    sch = Scheduler(sched_settings, database, WorkerDirectory(bearer_for=lambda *_: "t"), model_call=model_call)
+    _task, job_id = await make_task(database, kind="model_call")
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    await sch.flush()
+    job = await job_row(database, job_id)
+    assert job["status"] == "running" and job["result"] is None and job["lease_id"] is not None
+    async with database.connection() as conn:
+        await conn.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second'")
+    await sch.reconcile_leases()
+    assert (await job_row(database, job_id))["status"] == "queued"
+    [c] = await sch.claim(1)
+    await sch.execute(c)
+    await sch.flush()
+    job = await job_row(database, job_id)
+    assert job["status"] == "failed" and job["result"]["error"]["type"] == "dispatch_error"
+
+
 class FirstCallSlow:
     """The first job takes `slow_s`; later ones answer at once."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cynode.controlplane import queries as q
-from cynode.db.pool import Database
+from cynode.db.pool import Database, log_failure
 from cynode.http.health import PASS, GateResult
 
 log = logging.getLogger("cynode.controlplane.pm_model")
@@ -244,8 +244,8 @@ class PmModelService:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("PM model selection pass failed")
+            except Exception as e:
+                log_failure(log, "PM model selection pass failed", e)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)

@@ -35,7 +35,7 @@ from cynode.contracts.workerapi import (
 )
 from cynode.controlplane import queries as q
 from cynode.controlplane.dispatch import WorkerDirectory
-from cynode.db.pool import Database
+from cynode.db.pool import Database, log_failure, unavailable
 from cynode.taskstate import settle_tasks
 
 log = logging.getLogger("cynode.controlplane.scheduler")
@@ -152,8 +152,8 @@ class Scheduler:
             if room > 0:
                 try:
                     claims = await self.claim(room)
-                except Exception:
-                    log.exception("claim failed; retrying")
+                except Exception as e:
+                    log_failure(log, "claim failed; retrying", e)
             for c in claims:
                 self._waiting[c.job_id] = c
                 await self._backlog.put(c)
@@ -195,8 +195,8 @@ class Scheduler:
                 continue
             try:
                 held = await self.renew_leases(waiting)
-            except Exception:
-                log.exception("lease renewal failed; retrying")
+            except Exception as e:
+                log_failure(log, "lease renewal failed; retrying", e)
                 continue
             for c in waiting:
                 if c.job_id not in held:
@@ -216,8 +216,8 @@ class Scheduler:
                 await asyncio.wait_for(self._stopped.wait(), max(self.poll_s, 5.0))
             try:
                 await self.reconcile_leases()
-            except Exception:
-                log.exception("lease reconcile failed")
+            except Exception as e:
+                log_failure(log, "lease reconcile failed", e)
 
     # -- claim ----------------------------------------------------------------------------------------------------
 
@@ -286,6 +286,9 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            if unavailable(e):  # not the job's fault: its lease runs out and reconcile puts it back in the queue
+                log_failure(log, "dispatch interrupted", e, job_id=claim.job_id)
+                return
             log.exception("dispatch failed unexpectedly", extra={"job_id": claim.job_id})
             await self._store(claim, failure_result(claim.job_id, claim.task_id, "dispatch_error",
                                                     f"internal error: {type(e).__name__}"))
@@ -354,8 +357,8 @@ class Scheduler:
             batch = [self._results.get_nowait() for _ in range(min(self._results.qsize(), 256))]
             try:
                 await self._store_batch(batch)
-            except Exception:  # the leases stay held; reconcile requeues these jobs when they expire
-                log.exception("storing job results failed", extra={"jobs": [c.job_id for c, _d in batch]})
+            except Exception as e:  # the leases stay held; reconcile requeues these jobs when they expire
+                log_failure(log, "storing job results failed", e, jobs=[c.job_id for c, _d in batch])
 
     async def _store_batch(self, batch: list[tuple[Claim, dict[str, Any]]]) -> None:
         statuses = ["completed" if d.get("status") == "completed" else "failed" for _c, d in batch]

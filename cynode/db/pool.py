@@ -31,6 +31,21 @@ set_json_dumps(msgspec.json.encode)
 set_json_loads(msgspec.json.decode)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """The database is out of reach or gave up on a statement (connection lost, pool timeout, statement timeout,
+    deadlock): worth a retry. A client gets 503 with Retry-After, a job is not failed for it."""
+    return isinstance(exc, psycopg.OperationalError)  # psycopg_pool.PoolTimeout is one too
+
+
+def log_failure(logger: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:
+    """A background pass failed: one warning line while the database is out of reach (each pass says so until it is
+    back), the traceback for anything else."""
+    if unavailable(exc):
+        logger.warning("%s: the database is unavailable (%s)", message, type(exc).__name__, extra=extra)
+    else:
+        logger.error(message, exc_info=exc, extra=extra)
+
+
 class Database:
     """A thin owner of the pool with the two ways services use it: a transaction, or a single statement."""
 

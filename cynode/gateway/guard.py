@@ -22,6 +22,7 @@ from litestar import Request
 
 from cynode.auth.principal import Principal
 from cynode.auth.service import RequestMeta
+from cynode.db.pool import unavailable
 from cynode.errors import DomainError, Forbidden, RateLimited, Unauthenticated, Unavailable
 from cynode.gateway import audit
 from cynode.http.middleware import RESPONSE_STATUS
@@ -156,8 +157,8 @@ class GatewayGuard:
         except DomainError as e:
             state.setdefault(RESPONSE_STATUS, e.status)
             raise
-        except BaseException:
-            state.setdefault(RESPONSE_STATUS, 500)
+        except BaseException as e:
+            state.setdefault(RESPONSE_STATUS, 503 if unavailable(e) else 500)  # as the error handlers will answer
             raise
         finally:
             rec.finish(state.get(RESPONSE_STATUS) or 500)

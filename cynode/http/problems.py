@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 
@@ -109,6 +110,13 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
     return problem(status, str(detail), request_id=request_id_of(request), errors=errors, headers=headers)
 
 
+def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    rid = request_id_of(request)
+    log.warning("database unavailable", extra={"request_id": rid, "route": request.url.path,
+                                               "error": type(exc).__name__})
+    return problem(503, "the database is unavailable; retry shortly", request_id=rid, headers={"Retry-After": "5"})
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     rid = request_id_of(request)
     log.error("unhandled error", exc_info=exc, extra={"request_id": rid, "route": request.url.path})
@@ -118,5 +126,6 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
 EXCEPTION_HANDLERS: Any = {
     DomainError: _domain,
     HTTPException: _http,
+    psycopg.OperationalError: _database,  # connection lost, pool timeout, statement timeout (orchestrator.md §2)
     Exception: _unexpected,
 }

@@ -17,7 +17,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from cynode.contracts.chat import OPENAI_VERSION, ErrorBody, ErrorResponse
-from cynode.errors import DomainError
+from cynode.errors import DomainError, Unavailable
 from cynode.http.problems import request_id_of
 
 log = logging.getLogger("cynode.gateway.chat")
@@ -137,6 +137,8 @@ def from_exception(exc: BaseException) -> ChatError:
                              headers=dict(exc.headers or {}))
     if isinstance(exc, psycopg.DataError):
         return invalid("a value in the request is not acceptable")
+    if isinstance(exc, psycopg.OperationalError):  # the database is out of reach: retry, like any 503
+        return from_exception(Unavailable("the database is unavailable", headers={"Retry-After": "5"}))
     return internal()
 
 
@@ -174,5 +176,6 @@ OPENAI_EXCEPTION_HANDLERS: Any = {
     DomainError: _handle,
     HTTPException: _handle,
     psycopg.DataError: _handle,
+    psycopg.OperationalError: _handle,
     Exception: _handle,
 }
