@@ -115,6 +115,7 @@ def test_round_trip_login_create_list_get_result_logout(home: dict[str, str]) ->
     assert created["id"] in [t["id"] for t in listed["tasks"]]
     got = json.loads(cli(home, "-o", "json", "task", "get", "hello-task").stdout)
     assert got["id"] == created["id"] and got["prompt"] == "say hello"
+    assert json.loads(cli(home, "task", "get", "hello-task", "--json").stdout) == got  # --json after the command
     result = json.loads(cli(home, "-o", "json", "task", "result", created["id"]).stdout)
     assert result["task_id"] == created["id"] and result["jobs"][0]["status"] in ("queued", "running", "completed")
     table = cli(home, "task", "list")

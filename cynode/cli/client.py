@@ -11,6 +11,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import click
 import httpx
 
 from cynode import __version__
@@ -22,6 +23,7 @@ from cynode.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     EXIT_VALIDATION,
+    CliState,
     fail,
 )
 from cynode.cli.config_file import ClientConfig, ConfigFileError, CredentialHelperError, load, save
@@ -159,13 +161,17 @@ def load_config(obj: Any) -> ClientConfig:
 
 
 def run_cli(fn: F) -> F:
-    """Decorator for client commands: CliError -> one line on stderr and its exit code."""
+    """Decorator for client commands (under click.pass_obj): `--json` after the command (the same as `-o json`
+    before it), and CliError -> one line on stderr and its exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(obj: CliState, *args: Any, json_output: bool = False, **kwargs: Any) -> Any:
+        if json_output:
+            obj.output = "json"
         try:
-            return fn(*args, **kwargs)
+            return fn(obj, *args, **kwargs)
         except CliError as e:
             fail(e.message, e.code)
 
-    return wrapper  # type: ignore[return-value]
+    return click.option("--json", "json_output", is_flag=True, help="JSON output (the same as -o json).")(
+        wrapper)  # type: ignore[return-value]
