@@ -175,3 +175,23 @@ def test_env_filter_never_passes_reserved_or_invalid_names(env: dict[str, str]) 
     assert all(k.upper() not in {"INFERENCE_PROXY_URL", "OLLAMA_BASE_URL", "CYNODE_JOB_ID"} for k in out)
     assert set(out) <= set(env)
     assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", k) for k in out)  # a valid name, all of it
+
+
+async def test_an_engine_gone_before_the_job_started_is_a_503_and_a_runtime_check() -> None:
+    """Nothing ran, so the orchestrator may requeue the job without an attempt; the node re-checks its engine."""
+    from cynode.worker.runtime import EngineUnreachable
+
+    class GoneRuntime(ScriptedRuntime):
+        async def run(self, req: Any) -> Any:
+            self.requests.append(req)
+            raise EngineUnreachable("connection refused")
+
+    lost: list[bool] = []
+    s = load_settings(None, {"CYNODE_DATA_DIR": "/tmp/cynode-test"})
+    runner = JobRunner(s, GoneRuntime(), ready=lambda: None, runtime_lost=lambda: lost.append(True))
+    app = build_app("worker", worker_routes(Manager(), runner, 1024 * 1024), readiness=Readiness())  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        r = await c.post("/v1/worker/jobs:run", json=job())
+    assert r.status_code == 503 and r.headers["retry-after"] == "10" and lost == [True]
+    assert runner.running == 0  # the slot is free again

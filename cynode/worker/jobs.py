@@ -36,7 +36,7 @@ from cynode.errors import (
     RateLimited,
     Unavailable,
 )
-from cynode.worker.runtime import SandboxRuntime, image_allowed
+from cynode.worker.runtime import EngineUnreachable, SandboxRuntime, image_allowed
 
 log = logging.getLogger("cynode.worker.jobs")
 
@@ -82,13 +82,15 @@ def _is_uuid(value: str) -> bool:
 class JobRunner:
     def __init__(self, settings: Settings, runtime: SandboxRuntime | None, *,
                  ready: Callable[[], str | None], inference: JobInference | None = None,
-                 max_timeout_s: Callable[[], int | None] = lambda: None) -> None:
+                 max_timeout_s: Callable[[], int | None] = lambda: None,
+                 runtime_lost: Callable[[], None] = lambda: None) -> None:
         self.settings = settings
         self.sandbox = settings.worker.sandbox
         self.runtime = runtime
         self.not_ready_reason = ready  # None when the node accepts jobs, else a reason code
         self.inference = inference
         self.max_timeout_s = max_timeout_s  # config constraints.max_job_timeout_seconds
+        self.runtime_lost = runtime_lost  # the engine stopped answering: the node re-checks (and revives) it now
         self._running: set[str] = set()
 
     @property
@@ -185,6 +187,11 @@ class JobRunner:
         started = now_rfc3339()
         try:
             return await self._run(req, image, command, env, files, started)
+        except EngineUnreachable as e:  # nothing ran: the orchestrator requeues the job (503 costs no attempt)
+            log.error("sandbox runtime unreachable; job refused", extra={"job_id": req.job_id, "error": str(e)})
+            self.runtime_lost()
+            raise Unavailable("this node's container engine does not answer; retry later",
+                              headers={"Retry-After": "10"}) from None
         finally:
             self._running.discard(req.job_id)
 

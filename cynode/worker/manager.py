@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -78,7 +78,8 @@ def utcnow() -> str:
 class NodeManager:
     def __init__(self, settings: Settings, node_slug: str, control: NodeControl, runtime: SandboxRuntime | None,
                  *, inference: InferenceControl | None = None,
-                 base_url: Callable[[], str], on_fatal: Callable[[str], None] = lambda msg: None) -> None:
+                 base_url: Callable[[], str], on_fatal: Callable[[str], None] = lambda msg: None,
+                 revive_runtime: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.settings = settings
         self.node_slug = node_slug
         self.control = control
@@ -86,6 +87,7 @@ class NodeManager:
         self.inference: InferenceControl = inference or NoInference()
         self.base_url = base_url
         self.on_fatal = on_fatal
+        self.revive_runtime = revive_runtime  # restarts the engine service this node runs; True when it did
         self.capabilities = CapabilityBuilder(settings, node_slug)
         self.runtime_facts = RuntimeFacts(detail="no container runtime configured" if runtime is None else "")
         self.registered = False
@@ -200,22 +202,38 @@ class NodeManager:
             if time.monotonic() - self._last_runtime_check >= wait:
                 await self.check_runtime()
 
+    def runtime_lost(self) -> None:
+        """A job found the engine gone: refuse jobs from now on, and check (and revive) it at once, not at the next
+        interval."""
+        self.runtime_facts = RuntimeFacts(ok=False, runtime=self.runtime_facts.runtime,
+                                          detail="the container engine stopped answering")
+        self._last_runtime_check = 0.0
+        self.wake()
+
     async def check_runtime(self) -> None:
         self._last_runtime_check = time.monotonic()
         if self.runtime is None or self.settings.worker.sandbox.mode == "disabled":
             return
         was_ok = self.runtime_facts.ok
-        try:
-            check = await self.runtime.check()
-            self.runtime_facts = RuntimeFacts(ok=check.ok, runtime=check.runtime, version=check.version,
-                                              rootless=check.rootless, detail=check.detail)
-        except Exception as e:
-            self.runtime_facts = RuntimeFacts(ok=False, detail=f"{type(e).__name__}: {e}")
+        facts = await self._runtime_facts()
+        if not facts.ok and self.revive_runtime is not None and await self.revive_runtime():
+            log.warning("sandbox runtime: restarted the podman service that had stopped")
+            facts = await self._runtime_facts()
+        self.runtime_facts = facts
         if self.runtime_facts.ok != was_ok:
             log.log(logging.INFO if self.runtime_facts.ok else logging.ERROR, "sandbox runtime %s: %s",
                     "ready" if self.runtime_facts.ok else "unavailable", self.runtime_facts.detail or "ok")
             if self.registered:
                 self.wake()
+
+    async def _runtime_facts(self) -> RuntimeFacts:
+        assert self.runtime is not None
+        try:
+            check = await self.runtime.check()
+        except Exception as e:
+            return RuntimeFacts(ok=False, detail=f"{type(e).__name__}: {e}")
+        return RuntimeFacts(ok=check.ok, runtime=check.runtime, version=check.version, rootless=check.rootless,
+                            detail=check.detail)
 
     def _report(self) -> Any:
         return self.capabilities.build(self.base_url(), self.runtime_facts, self.inference.facts())

@@ -125,6 +125,27 @@ class DockerEndpoint:
     async def stop(self) -> None:
         await asyncio.to_thread(self.stop_sync)
 
+    async def revive(self) -> bool:
+        """Restart the podman service this node started, at the same socket, if it no longer answers; True when it
+        did. An engine the node only uses (Docker, a system Podman) is not ours to restart."""
+        return await asyncio.to_thread(self.revive_sync)
+
+    def revive_sync(self) -> bool:
+        if not self.started_service or self.base_url is None or pings(self.base_url):
+            return False
+        if self._proc is not None and self._proc.poll() is None:  # alive but not answering: replace it
+            self._proc.kill()
+            self._proc.wait()
+        log_file = self.own_socket.parent / "service.log"
+        with contextlib.suppress(OSError):  # keep the stopped service's log for whoever looks into why
+            log_file.replace(log_file.with_suffix(".log.1"))
+        try:
+            self._start_service()
+        except EndpointUnavailable as e:
+            log.error("sandbox runtime: could not restart the podman service: %s", e)
+            return False
+        return True
+
     def start_sync(self) -> str:
         tried = candidate_urls(self.sandbox, self.environ)
         for url in tried:

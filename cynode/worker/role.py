@@ -39,10 +39,11 @@ class WorkerNode:
             inference = NodeInference(settings, on_change=lambda: self.manager.wake())
         self.inference = inference
         self.manager = NodeManager(settings, self.node_slug, control, runtime, inference=inference,
-                                   base_url=lambda: self.public_url, on_fatal=on_fatal)
+                                   base_url=lambda: self.public_url, on_fatal=on_fatal,
+                                   revive_runtime=self._revive_runtime)
         self.runner = JobRunner(settings, runtime, ready=self.manager.not_ready_reason,
                                 inference=getattr(inference, "job_handle", None),
-                                max_timeout_s=self.manager.max_job_timeout_s)
+                                max_timeout_s=self.manager.max_job_timeout_s, runtime_lost=self.manager.runtime_lost)
         self.client = InProcessWorkerClient(self.runner)
         self.readiness = Readiness()
         self.readiness.add("node", self.manager.readiness_gate)
@@ -77,6 +78,9 @@ class WorkerNode:
             return
         self.runtime = DockerApiRuntime.from_settings(self.settings, base_url, self.node_slug)
         self.manager.runtime = self.runner.runtime = self.runtime
+
+    async def _revive_runtime(self) -> bool:
+        return await self.endpoint.revive() if self.endpoint is not None else False
 
     async def stop(self) -> None:
         await self.manager.stop()

@@ -12,13 +12,19 @@ from typing import Protocol
 from cynode.contracts.sandbox import RuntimeCheck, SandboxOutcome, SandboxRequest
 
 
+class EngineUnreachable(Exception):
+    """`run()` could not reach the container engine before anything of the job started: nothing ran, so the job may
+    go to another node or come back later unchanged."""
+
+
 class SandboxRuntime(Protocol):
     async def check(self) -> RuntimeCheck:
         """The startup runtime check: run `true` in the default image with every sandbox option."""
         ...
 
     async def run(self, req: SandboxRequest) -> SandboxOutcome:
-        """Run one job to its end (completed, failed, timeout or canceled) and remove its container and dirs."""
+        """Run one job to its end (completed, failed, timeout or canceled) and remove its container and dirs;
+        EngineUnreachable when the engine did not answer before any of it started."""
         ...
 
     async def cancel(self, job_id: str) -> bool:

@@ -28,7 +28,7 @@ from cynode.config import Settings, WorkerSandbox
 from cynode.contracts.sandbox import RuntimeCheck, SandboxOutcome, SandboxRequest
 from cynode.contracts.workerapi import JobError, Truncated
 from cynode.worker.output import BoundedCapture
-from cynode.worker.runtime import cgroup, options
+from cynode.worker.runtime import EngineUnreachable, cgroup, options
 from cynode.worker.runtime.attach import AttachReader, StreamDemux
 from cynode.worker.runtime.jobdirs import JobDirFactory, JobDirs, UnsafePath, check_job_id
 
@@ -205,6 +205,8 @@ class DockerApiRuntime:
         except docker.errors.ImageNotFound as e:
             return failed("image_unavailable", self._engine_message(e))
         except _ENGINE_ERRORS as e:
+            if not created and isinstance(e, requests.ConnectionError):  # the engine is gone; nothing started
+                raise EngineUnreachable(self._engine_message(e)) from None
             return failed("runtime_error", f"container engine error: {self._engine_message(e)}")
         finally:
             if created:
