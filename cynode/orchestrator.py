@@ -8,15 +8,17 @@ still missing while the rest comes up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from cynode.config import ControlPlaneSettings, Settings, parse_listen_addr
 from cynode.db import migrate as migrations
-from cynode.db.embedded import start_embedded
+from cynode.db.embedded import postmaster_alive, restart_embedded, start_embedded
 from cynode.db.pool import Database
 from cynode.errors import ConfigError
 from cynode.http.app import build_app
@@ -26,6 +28,8 @@ from cynode.serve import Role
 
 log = logging.getLogger("cynode.orchestrator")
 
+EMBEDDED_WATCH_S = 2.0  # how often the embedded PostgreSQL's postmaster is looked for
+
 
 class Orchestrator:
     def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
@@ -33,6 +37,7 @@ class Orchestrator:
         self.migrate = migrate
         self.pma_client: Any = None  # cynode.contracts.pma.PmaClient, chosen in serve.py
         self.db: Database | None = None
+        self._pg_watch: asyncio.Task[None] | None = None
         self.jwt_secret = b""
         self.secret_key = b""
         self.accepting = False
@@ -117,6 +122,7 @@ class Orchestrator:
                 url = await asyncio.to_thread(start_embedded, data)
             except Exception as e:
                 raise RuntimeError(f"embedded PostgreSQL failed to start in {data / 'postgres'}: {e}") from e
+            self._pg_watch = asyncio.create_task(self._watch_embedded(data), name="embedded-postgres-watch")
         self.db = Database(url, s.db)
         await self._connect(self.db)
         if self.migrate:
@@ -139,8 +145,26 @@ class Orchestrator:
             except Exception as e:
                 log.warning("database not reachable yet (%s); still trying", type(e).__name__)
 
+    async def _watch_embedded(self, data: Path) -> None:
+        """The embedded PostgreSQL this process runs is restarted if it dies (the OOM killer, a crash); the pool
+        reconnects on its own, and requests in between get 503."""
+        while True:
+            await asyncio.sleep(EMBEDDED_WATCH_S)
+            if await asyncio.to_thread(postmaster_alive, data):
+                continue
+            log.error("embedded PostgreSQL stopped; restarting it", extra={"pgdata": str(data / "postgres")})
+            try:
+                await asyncio.to_thread(restart_embedded, data)
+                log.warning("embedded PostgreSQL restarted")
+            except Exception as e:  # e.g. the old server's backends still hold its shared memory: next pass
+                log.error("embedded PostgreSQL did not restart yet: %s", e)
+
     async def stop(self) -> None:
         self.accepting = False
+        if self._pg_watch is not None:
+            self._pg_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pg_watch
         if self.controlplane is not None:
             await self.controlplane.stop()
         if self.gateway is not None:

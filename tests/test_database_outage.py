@@ -1,6 +1,7 @@
 """The orchestrator's PostgreSQL goes away and comes back, with `cynode serve` running as a real process: requests in
 between are refused with 503 and Retry-After (orchestrator.md §2, §4: "503 DB down"), never a 500, readiness says why,
-and once the database is back the same process serves again with nothing accepted before lost."""
+and once the database is back the same process serves again with nothing accepted before lost. In embedded mode the
+orchestrator brings a dead PostgreSQL back itself."""
 
 from __future__ import annotations
 
@@ -74,5 +75,35 @@ def test_requests_get_503_while_the_database_is_down_and_work_again_after(own_po
         assert prompts == ["accepted-before-the-outage"]  # the accepted task is there; the refused one is not
         assert httpx.post(base + "/v1/tasks", json={"prompt": "after"}, headers=h, timeout=30).status_code == 201
         assert "unhandled" not in serve.log()  # no request took the internal-error path
+    finally:
+        serve.stop()
+
+
+def test_the_embedded_postgres_is_restarted_when_it_dies(tmp_path: Path) -> None:
+    """Embedded mode (no database URL): the postmaster killed (as the OOM killer would) comes back by itself, crash
+    recovery keeps what was committed, and the same process serves again."""
+    import os
+    import signal
+
+    serve = ServeProcess("orchestrator", name="pgdies", data_dir=tmp_path, env={
+        "CYNODE_ADMIN_PASSWORD": PASSWORD, "CYNODE_DB_CONNECT_TIMEOUT_S": "1"}).start()
+    try:
+        serve.wait_accepting()
+        base = serve.url("gateway")
+        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": PASSWORD}, timeout=30)
+        h = {"Authorization": "Bearer " + login.json()["access_token"]}
+        made = httpx.post(base + "/v1/tasks", json={"prompt": "committed before the crash"}, headers=h, timeout=30)
+        assert made.status_code == 201
+        pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, signal.SIGKILL)
+
+        deadline = time.monotonic() + 60
+        while (r := httpx.get(f"{base}/v1/tasks/{made.json()['id']}", headers=h, timeout=30)).status_code != 200:
+            assert r.status_code == 503, r.text  # refused while it is down, never a 500
+            assert time.monotonic() < deadline, "the embedded PostgreSQL did not come back"
+            time.sleep(0.5)
+        assert r.json()["prompt"] == "committed before the crash"
+        assert int((tmp_path / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0]) != pid
+        assert "embedded PostgreSQL restarted" in serve.log()
     finally:
         serve.stop()
