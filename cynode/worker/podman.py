@@ -126,16 +126,15 @@ class DockerEndpoint:
         await asyncio.to_thread(self.stop_sync)
 
     async def revive(self) -> bool:
-        """Restart the podman service this node started, at the same socket, if it no longer answers; True when it
-        did. An engine the node only uses (Docker, a system Podman) is not ours to restart."""
+        """Start the podman service this node started again, at the same socket, if it has exited; True when it did.
+        A service that is alive but slow is left alone (its running jobs depend on it), and so is an engine the node
+        only uses (Docker, a system Podman)."""
         return await asyncio.to_thread(self.revive_sync)
 
     def revive_sync(self) -> bool:
-        if not self.started_service or self.base_url is None or pings(self.base_url):
+        if not self.started_service or self._service_alive():
             return False
-        if self._proc is not None and self._proc.poll() is None:  # alive but not answering: replace it
-            self._proc.kill()
-            self._proc.wait()
+        self._proc = None
         log_file = self.own_socket.parent / "service.log"
         with contextlib.suppress(OSError):  # keep the stopped service's log for whoever looks into why
             log_file.replace(log_file.with_suffix(".log.1"))
@@ -143,6 +142,7 @@ class DockerEndpoint:
             self._start_service()
         except EndpointUnavailable as e:
             log.error("sandbox runtime: could not restart the podman service: %s", e)
+            self.started_service = True  # still ours to start: the next runtime check tries again
             return False
         return True
 
@@ -193,6 +193,15 @@ class DockerEndpoint:
             time.sleep(0.05)
         log.info("sandbox runtime: started podman system service at %s (pid %d)", url, self._proc.pid)
         return url
+
+    def _service_alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        try:  # adopted from an earlier run: the pid file's process, if it is still that service
+            pid = int(self._pid_file.read_text())
+            return str(self.own_socket).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
 
     def stop_sync(self, timeout: float = 10.0) -> None:
         """Stop the service only if this node started (or adopted) it; an engine we merely used is left alone."""
