@@ -155,6 +155,9 @@ def test_exit_codes(home: dict[str, str], server: ServeProcess) -> None:
     assert r.returncode == 3 and r.stderr.count("\n") == 1
     login(home)
     assert cli(home, "task", "get", "no-such-task").returncode == 4
+    # An id is one path segment: this is no task (4), not a POST to /v1/auth/logout.
+    assert cli(home, "task", "cancel", "-y", "x/../../auth/logout?").returncode == 4
+    assert cli(home, "task", "get", "..").returncode == 4 and cli(home, "auth", "whoami").returncode == 0
     r = cli(home, "task", "create", "-p", "x", "--name", "!!!")
     assert r.returncode == 6 and "task_name" in r.stderr and r.stderr.count("\n") == 1
     assert cli(home, "task", "create", "-p", "a", "-s", __file__).returncode == 2  # two prompt sources

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import httpx
 
-from cynode.cli.client import CliError, GatewayClient, load_config, run_cli
+from cynode.cli.client import CliError, GatewayClient, load_config, run_cli, seg
 from cynode.cli.common import EXIT_USAGE, CliState, fail
 from cynode.cli.config_file import save
 from cynode.cli.output import emit_json, emit_table
@@ -128,7 +128,7 @@ def token_list(obj: CliState) -> None:
 def token_revoke(obj: CliState, token_id: str) -> None:
     """Revoke a token at once."""
     with GatewayClient(load_config(obj)) as client:
-        client.delete(f"/v1/auth/tokens/{token_id}")
+        client.delete(f"/v1/auth/tokens/{seg(token_id)}")
     if obj.json:
         emit_json({"id": token_id, "revoked": True})
     elif not obj.quiet:

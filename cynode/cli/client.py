@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 import httpx
@@ -148,6 +149,12 @@ class GatewayClient:
 
     def delete(self, path: str, **kw: Any) -> None:
         self.send("DELETE", path, **kw)
+
+
+def seg(value: str) -> str:
+    """An id or name from the command line as exactly one URL path segment: '/', '.', '..', '?', '#' or control
+    characters in it cannot change which endpoint is called (`task cancel x/../../auth/logout`)."""
+    return quote(value, safe="").replace(".", "%2E")
 
 
 # -- CLI glue ----------------------------------------------------------------------------------------------------

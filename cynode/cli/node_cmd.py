@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cynode.cli.client import GatewayClient, load_config, run_cli
+from cynode.cli.client import GatewayClient, load_config, run_cli, seg
 from cynode.cli.common import CliState
 from cynode.cli.output import emit_more, emit_table
 
@@ -42,7 +42,7 @@ def list_nodes(obj: CliState, limit: int, cursor: str | None) -> None:
 def get_node(obj: CliState, ref: str) -> None:
     """One node, by id or slug."""
     with GatewayClient(load_config(obj)) as client:
-        doc = client.get(f"/v1/nodes/{ref}")
+        doc = client.get(f"/v1/nodes/{seg(ref)}")
     _show(obj, [doc], doc)
 
 
@@ -53,7 +53,7 @@ def _action(verb: str, help_text: str) -> None:
     @run_cli
     def command(obj: CliState, ref: str) -> None:
         with GatewayClient(load_config(obj)) as client:
-            doc = client.post(f"/v1/nodes/{ref}/{verb}")
+            doc = client.post(f"/v1/nodes/{seg(ref)}/{verb}")
         _show(obj, [doc], doc)
 
 

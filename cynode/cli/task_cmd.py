@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from cynode.cli.client import CliError, GatewayClient, load_config, run_cli
+from cynode.cli.client import CliError, GatewayClient, load_config, run_cli, seg
 from cynode.cli.common import EXIT_USAGE, CliState, fail
 from cynode.cli.output import emit_json, emit_more, emit_table
 
@@ -30,14 +30,14 @@ def _task_rows(task: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _wait(client: GatewayClient, obj: CliState, ref: str) -> dict[str, Any]:
     """Poll until the task is closed, with a spinner on stderr (never on stdout)."""
-    task = client.get(f"/v1/tasks/{ref}")
+    task = client.get(f"/v1/tasks/{seg(ref)}")
     if task["status"] in CLOSED:
         return task
     con = Console(stderr=True, no_color=obj.no_color)
     with con.status(f"waiting for task {task['task_name']} ({task['status']})") as spinner:
         while task["status"] not in CLOSED:
             time.sleep(POLL_S)
-            task = client.get(f"/v1/tasks/{ref}")
+            task = client.get(f"/v1/tasks/{seg(ref)}")
             spinner.update(f"waiting for task {task['task_name']} ({task['status']})")
     return task
 
@@ -170,7 +170,7 @@ def list_(obj: CliState, limit: int | None, cursor: str | None, status: str | No
 def get(obj: CliState, ref: str) -> None:
     """One task, by id or name."""
     with _client(obj) as client:
-        t = client.get(f"/v1/tasks/{ref}")
+        t = client.get(f"/v1/tasks/{seg(ref)}")
     emit_table(obj, "Task", ["field", "value"], _task_rows(t), raw=t)
 
 
@@ -185,7 +185,7 @@ def watch(obj: CliState, ref: str, follow: bool) -> None:
         last = None
         printed = 0
         while True:
-            t = client.get(f"/v1/tasks/{ref}")
+            t = client.get(f"/v1/tasks/{seg(ref)}")
             if t["status"] != last and not obj.json:
                 click.echo(f"{time.strftime('%H:%M:%S')} {t['task_name']}: {t['status']}", err=obj.quiet)
                 last = t["status"]
@@ -212,7 +212,7 @@ def result(obj: CliState, ref: str, wait: bool, strict: bool) -> None:
     with _client(obj) as client:
         if wait:
             _wait(client, obj, ref)
-        res = client.get(f"/v1/tasks/{ref}/result")
+        res = client.get(f"/v1/tasks/{seg(ref)}/result")
     _print_result(obj, res, strict)
 
 
@@ -224,7 +224,7 @@ def result(obj: CliState, ref: str, wait: bool, strict: bool) -> None:
 def logs(obj: CliState, ref: str, stream: str) -> None:
     """The task's stdout/stderr lines."""
     with _client(obj) as client:
-        body = client.get(f"/v1/tasks/{ref}/logs", params={"stream": stream})
+        body = client.get(f"/v1/tasks/{seg(ref)}/logs", params={"stream": stream})
     if obj.json:
         emit_json(body)
         return
@@ -242,7 +242,7 @@ def cancel(obj: CliState, ref: str, yes: bool) -> None:
     if not yes and not click.confirm(f"Cancel task {ref}?", err=True):
         fail("not canceled", EXIT_USAGE)
     with _client(obj) as client:
-        body = client.post(f"/v1/tasks/{ref}/cancel")
+        body = client.post(f"/v1/tasks/{seg(ref)}/cancel")
     if obj.json:
         emit_json(body)
     elif not obj.quiet:
@@ -261,7 +261,7 @@ def artifacts() -> None:
 def artifacts_list(obj: CliState, ref: str) -> None:
     """List a task's artifacts."""
     with _client(obj) as client:
-        body = client.get(f"/v1/tasks/{ref}/artifacts")
+        body = client.get(f"/v1/tasks/{seg(ref)}/artifacts")
     emit_table(obj, f"Artifacts of {body['task_name']}",
                ["artifact_id", "path", "size_bytes", "content_type", "checksum_sha256"], body["artifacts"], raw=body)
 
@@ -276,7 +276,7 @@ def artifacts_list(obj: CliState, ref: str) -> None:
 def artifacts_get(obj: CliState, ref: str, artifact_id: str, out: str | None) -> None:
     """Download one artifact."""
     with _client(obj) as client:
-        listing = client.get(f"/v1/tasks/{ref}/artifacts")
+        listing = client.get(f"/v1/tasks/{seg(ref)}/artifacts")
         match = next((a for a in listing["artifacts"] if a["artifact_id"] == artifact_id or a["name"] == artifact_id),
                      None)
         if match is None:
