@@ -148,6 +148,14 @@ def test_attachments_and_artifact_download(home: dict[str, str], tmp_path: Path)
     r = cli(home, "task", "artifacts", "get", task["id"], arts[0]["artifact_id"], "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == data.read_bytes()
+    # Without --out: a file named after the artifact, in the current directory.
+    here = tmp_path / "cwd"
+    here.mkdir()
+    r = cynode_cli("task", "artifacts", "get", task["id"], arts[0]["artifact_id"], env=home, cwd=here)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in here.iterdir()] == ["data.bin"] and (here / "data.bin").read_bytes() == data.read_bytes()
+    r = cli(home, "task", "artifacts", "get", task["id"], arts[0]["artifact_id"], "--out", str(tmp_path / "no/x"))
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot write") and r.stderr.count("\n") == 1
 
 
 def test_exit_codes(home: dict[str, str], server: ServeProcess) -> None:

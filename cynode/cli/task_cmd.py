@@ -288,8 +288,13 @@ def artifacts_get(obj: CliState, ref: str, artifact_id: str, out: str | None) ->
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    target = Path(out) if out else Path(match["name"])
-    target.write_bytes(data)
+    # The default is the artifact's own name, in the current directory only: whatever the server says, never a path.
+    name = Path(str(match["name"])).name
+    target = Path(out) if out else Path(name if name not in ("", ".", "..") else match["artifact_id"])
+    try:
+        target.write_bytes(data)
+    except OSError as e:
+        fail(f"cannot write {target}: {e.strerror or e}", EXIT_USAGE)
     if obj.json:
         emit_json({"artifact_id": match["artifact_id"], "path": str(target), "size_bytes": len(data)})
     elif not obj.quiet:
