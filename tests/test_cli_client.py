@@ -12,8 +12,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from cynode.cli.config_file import ClientConfig, ConfigFileError, load, save
+from cynode.cli.main import cli as cynode_main
 from tests.conftest import TEMPLATE, _with_db
 from tests.support.system import ServeProcess, cynode_cli
 
@@ -135,7 +137,8 @@ def test_round_trip_login_create_list_get_result_logout(home: dict[str, str]) ->
     assert r.returncode == 3 and "cynode auth login" in r.stderr
 
 
-def test_attachments_and_artifact_download(home: dict[str, str], tmp_path: Path) -> None:
+def test_attachments_and_artifact_download(home: dict[str, str], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     login(home)
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(3000))
@@ -149,11 +152,13 @@ def test_attachments_and_artifact_download(home: dict[str, str], tmp_path: Path)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == data.read_bytes()
     # Without --out: a file named after the artifact, in the current directory.
+    # (In this process: a `cynode` subprocess started elsewhere than the repo would not find the coverage config.)
     here = tmp_path / "cwd"
     here.mkdir()
-    r = cynode_cli("task", "artifacts", "get", task["id"], arts[0]["artifact_id"], env=home, cwd=here)
-    assert r.returncode == 0, r.stderr
-    assert [p.name for p in here.iterdir()] == ["data.bin"] and (here / "data.bin").read_bytes() == data.read_bytes()
+    monkeypatch.chdir(here)
+    r = CliRunner().invoke(cynode_main, ["task", "artifacts", "get", task["id"], arts[0]["artifact_id"]], env=home)
+    assert r.exit_code == 0, r.output
+    assert os.listdir(here) == ["data.bin"] and (here / "data.bin").read_bytes() == data.read_bytes()
     r = cli(home, "task", "artifacts", "get", task["id"], arts[0]["artifact_id"], "--out", str(tmp_path / "no/x"))
     assert r.returncode == 2 and r.stderr.startswith("error: cannot write") and r.stderr.count("\n") == 1
 

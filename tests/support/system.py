@@ -106,7 +106,7 @@ class ServeProcess:
 
 
 def cynode_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
-               timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+               timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run the `cynode` command as a user would (a real subprocess)."""
     return subprocess.run([sys.executable, "-m", "cynode", *args], env={**os.environ, **(env or {})},
-                          input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO)
+                          input=input, capture_output=True, text=True, timeout=timeout, cwd=REPO)
