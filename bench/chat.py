@@ -175,9 +175,7 @@ def run() -> None:
         gw.start()
         gw.wait_accepting(120)
         base = gw.url("gateway")
-        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": ADMIN_PASSWORD}, timeout=30)
-        login.raise_for_status()
-        headers = {"Authorization": "Bearer " + login.json()["access_token"]}
+        headers = gw.auth_headers(ADMIN_PASSWORD)
         with _proxy(model_url) as proxy_url:
             times = asyncio.run(_measure(model_url, base, headers, proxy_url))
         import pgserver  # attach to the gateway's embedded server, and let go of it after

@@ -48,9 +48,7 @@ def run() -> None:
     try:
         system.wait_ready(listener="worker", timeout=120)
         base = system.url("gateway")
-        token = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": ADMIN_PASSWORD},
-                           timeout=30).json()["access_token"]
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        with httpx.Client(base_url=base, headers=system.auth_headers(ADMIN_PASSWORD), timeout=60) as client:
             _task(client)  # warm-up: first container start, connections
             _raw()
             ours, raw = [], []

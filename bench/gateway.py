@@ -165,9 +165,7 @@ def _measure_all() -> dict[str, tuple[float, float]]:
     try:
         p.wait_accepting(120)
         base = p.url("gateway")
-        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": ADMIN_PASSWORD}, timeout=30)
-        login.raise_for_status()
-        headers = {"Authorization": "Bearer " + login.json()["access_token"]}
+        headers = p.auth_headers(ADMIN_PASSWORD)
         task = httpx.post(base + "/v1/tasks", json={"prompt": "bench me"}, headers=headers, timeout=30)
         task.raise_for_status()
         gateway = (f"{base}/v1/tasks/{task.json()['id']}", headers)

@@ -46,8 +46,7 @@ def test_requests_get_503_while_the_database_is_down_and_work_again_after(own_po
     try:
         serve.wait_accepting()
         base = serve.url("gateway")
-        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": PASSWORD}, timeout=30)
-        h = {"Authorization": "Bearer " + login.json()["access_token"]}
+        h = serve.auth_headers(PASSWORD)
         before = httpx.post(base + "/v1/tasks", json={"prompt": "accepted before the outage"}, headers=h, timeout=30)
         assert before.status_code == 201
 
@@ -90,8 +89,7 @@ def test_the_embedded_postgres_is_restarted_when_it_dies(tmp_path: Path) -> None
     try:
         serve.wait_accepting()
         base = serve.url("gateway")
-        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": PASSWORD}, timeout=30)
-        h = {"Authorization": "Bearer " + login.json()["access_token"]}
+        h = serve.auth_headers(PASSWORD)
         made = httpx.post(base + "/v1/tasks", json={"prompt": "committed before the crash"}, headers=h, timeout=30)
         assert made.status_code == 201
         pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0])

@@ -39,8 +39,7 @@ def test_a_dead_podman_service_is_restarted_and_no_job_is_lost(tmp_path: Path, d
     try:
         serve.wait_ready(listener="worker", timeout=180)
         base = serve.url("gateway")
-        login = httpx.post(base + "/v1/auth/login", json={"handle": "admin", "password": PASSWORD}, timeout=30)
-        h = {"Authorization": "Bearer " + login.json()["access_token"]}
+        h = serve.auth_headers(PASSWORD)
         before = run_task(base, h, "echo before")
         assert before["status"] == "completed"
 

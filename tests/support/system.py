@@ -69,6 +69,13 @@ class ServeProcess:
     def wait_ready(self, timeout: float = 120.0, listener: str = "gateway") -> None:
         self._poll(lambda: httpx.get(self.url(listener) + "/readyz", timeout=3).status_code == 200, timeout)
 
+    def auth_headers(self, password: str, handle: str = "admin") -> dict[str, str]:
+        """Log in on the gateway as `handle`; the bearer header for that session."""
+        r = httpx.post(self.url("gateway") + "/v1/auth/login", json={"handle": handle, "password": password},
+                       timeout=30)
+        r.raise_for_status()
+        return {"Authorization": "Bearer " + r.json()["access_token"]}
+
     def readiness(self, listener: str = "gateway") -> dict[str, Any]:
         return httpx.get(self.url(listener) + "/readyz", headers={"Accept": "application/json"}, timeout=5).json()
 
